@@ -1,0 +1,3 @@
+from microlib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from microlib import io
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_png_roundtrip_keeps_metadata(tmp_path):
+    arr = (np.arange(64, dtype=np.uint8).reshape(8, 8) % 3)
+    io.write_png(tmp_path / "a.png", arr, {"data_type": "threephase", "n_phases": 3})
+    back = io.read_image(tmp_path / "a.png")
+    assert back.dtype == np.uint8 and np.array_equal(back, arr)
+    assert io.read_png_meta(tmp_path / "a.png") == {"data_type": "threephase", "n_phases": 3}
+
+
+def test_tif_voxel_size_roundtrip(tmp_path):
+    vol = np.random.default_rng(0).integers(0, 2, (4, 5, 6), dtype=np.uint8)
+    io.write_tif(tmp_path / "v.tif", vol, voxel_size_um=0.25, meta={"n_phases": 2})
+    assert np.array_equal(io.read_tif(tmp_path / "v.tif"), vol)
+    meta = io.read_tif_meta(tmp_path / "v.tif")
+    assert meta["voxel_size_um"] == pytest.approx(0.25)
+    assert meta["info"] == {"n_phases": 2}
+
+
+@pytest.mark.parametrize(
+    ("value", "ident", "name"),
+    [(237, "000237", "microstructure237"), ("000001", "000001", "microstructure001"),
+     ("microstructure1205", "001205", "microstructure1205")],
+)
+def test_names(value, ident, name):
+    assert io.entry_id(value) == ident
+    assert io.entry_name(value) == name
+    assert io.entry_id(io.entry_name(value)) == ident
+
+
+def test_parse_id_spec():
+    assert io.parse_id_spec("1-3, 7,2") == [1, 2, 3, 7]
+    with pytest.raises(ValueError):
+        io.parse_id_spec("5-3")
