@@ -21,6 +21,17 @@ import numpy as np
 PNG_META_KEY = "microlib"
 
 
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; a dataset on a shared cluster must stay group-readable,
+    # so renamed files get the mode a plain open() would have given them
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -41,6 +52,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        if tmp_path.stat().st_nlink == 1:  # not a hard link to someone else's file
+            os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

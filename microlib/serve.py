@@ -106,7 +106,8 @@ def serve_site(root: str | Path) -> Iterator[str]:
     handler = type("SiteHandler", (_Handler,), {"root": root})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="microlib-site", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="microlib-site", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/miclib/"

@@ -45,3 +45,13 @@ def test_parse_id_spec():
     assert io.parse_id_spec("1-3, 7,2") == [1, 2, 3, 7]
     with pytest.raises(ValueError):
         io.parse_id_spec("5-3")
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    io.write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask

@@ -1,0 +1,142 @@
+"""``microlib package entry|dataset``: the MicroLib-style dataset folder and its zip."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from microlib import io
+from microlib.errors import MicrolibError
+from microlib.package import (
+    data_anns,
+    entry_record,
+    excluded_records,
+    write_zip,
+)
+
+HELP = "assemble the MicroLib-style dataset and zip"
+log = logging.getLogger("microlib.package")
+
+MEDIA_KINDS = ("preview.png", "rotation.gif", "slicing.gif", "inpaint.png")
+MODEL_SUFFIXES = ("_Gen.pt", "_Disc.pt", "_params.data", "_params.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
+    e = sub.add_parser("entry", help="one entry's folder (microlibDataset/{name}/)")
+    e.add_argument("--name", required=True, help="microstructureNNN")
+    e.add_argument("--raw-image", required=True, type=Path, help="raw/{id}.jpg")
+    e.add_argument("--raw-meta", required=True, type=Path, help="raw/{id}.json")
+    e.add_argument("--annotation", required=True, type=Path, help="annotations/{id}.json")
+    e.add_argument("--training", required=True, type=Path, help="training/{name}.png")
+    e.add_argument("--model-dir", required=True, type=Path, help="models/{name}/")
+    e.add_argument("--volume", required=True, type=Path, help="volumes/{name}.tif")
+    e.add_argument("--metrics", required=True, type=Path, help="metrics/{name}.json")
+    e.add_argument("--media-dir", required=True, type=Path, help="media/{name}/")
+    e.add_argument("--out-dir", required=True, type=Path, help="microlibDataset/{name}/")
+    d = sub.add_parser("dataset", help="data_anns.json, excluded.json and the zip")
+    d.add_argument("--selection", required=True, type=Path, help="annotations/selection.json")
+    d.add_argument("--index", type=Path, help="raw/index.json (lists ids that failed to scrape)")
+    d.add_argument("--dataset-dir", required=True, type=Path, help="microlibDataset/")
+    z = d.add_mutually_exclusive_group(required=True)
+    z.add_argument("--zip", type=Path, help="write the zip here (microlibDataset.zip)")
+    z.add_argument("--no-zip", action="store_true", help="folder only")
+    d.add_argument("names", nargs="*", help="included entries (microstructureNNN)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.mode == "entry":
+        return _entry(args)
+    return _dataset(args)
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Put ``src`` at ``dest`` atomically: a hard link when possible (no copy of GBs)."""
+    if not src.is_file():
+        raise MicrolibError(f"missing input {src}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(dest) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def _entry(args: argparse.Namespace) -> int:
+    name = args.name
+    out: Path = args.out_dir
+    raw_meta = io.read_json(args.raw_meta)
+    annotation = io.read_json(args.annotation)
+    metrics = io.read_json(args.metrics)
+    params_json = args.model_dir / f"{name}_params.json"
+    params = io.read_json(params_json) if params_json.is_file() else {}
+
+    _place(args.volume, out / f"{name}.tif")
+    for suffix in MODEL_SUFFIXES:
+        _place(args.model_dir / f"{name}{suffix}", out / f"{name}{suffix}")
+    _place(args.training, out / f"{name}_inpainted.png")
+    _place(args.metrics, out / f"{name}_metrics.json")
+    for kind in MEDIA_KINDS:
+        _place(args.media_dir / f"{name}_{kind}", out / f"{name}_{kind}")
+    # MicroLib ships the raw micrograph as PNG; the served JPEG bytes stay in raw/
+    try:
+        original = io.read_image(args.raw_image)
+    except OSError as exc:
+        raise MicrolibError(f"cannot read the raw image {args.raw_image}: {exc}", entry=name) from exc
+    io.write_png(out / f"{name}_original.png", original,
+                 {"id": io.entry_id(name), "source_sha256": raw_meta.get("image_sha256")})
+
+    files = sorted({p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+                   | {f"{name}_metadata.json"})
+    record = entry_record(name, raw_meta, annotation, params, metrics, files)
+    metadata = {
+        "record": record,
+        "provenance": {
+            "raw": {k: raw_meta.get(k) for k in ("record_url", "image_url", "image_sha256",
+                                                  "retrieved")},
+            "annotation": {k: annotation.get(k) for k in ("source", "crop", "scale_bar",
+                                                         "data_type", "phases", "filters")},
+            "training": params.get("training"),
+        },
+    }
+    io.write_json(out / f"{name}_metadata.json", metadata)
+    log.info("%s: packaged %d files in %s", name, len(files), out)
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    selection = io.read_json(args.selection)
+    index = io.read_json(args.index) if args.index else None
+    included = {io.entry_name(i) for i in selection.get("included", [])}
+    names = list(dict.fromkeys(args.names))
+    unknown = sorted(set(names) - included)
+    if unknown:
+        raise MicrolibError(f"not included by the selection: {', '.join(unknown)}")
+    records = []
+    for name in names:
+        path = args.dataset_dir / name / f"{name}_metadata.json"
+        if not path.is_file():
+            raise MicrolibError(f"entry not packaged (no {path.name})", entry=name)
+        records.append(io.read_json(path)["record"])
+    anns = data_anns(records)
+    excluded = excluded_records(selection, index)
+    io.write_json(args.dataset_dir / "data_anns.json", anns)
+    io.write_json(args.dataset_dir / "excluded.json", excluded)
+    stale = sorted(p.name for p in args.dataset_dir.iterdir()
+                   if p.is_dir() and p.name not in set(names))
+    if stale:
+        log.warning("left out of data_anns.json and the zip (no longer included): %s",
+                    ", ".join(stale))
+    if args.zip:
+        with contextlib.suppress(FileNotFoundError):
+            args.zip.unlink()  # never leave an old archive that looks current
+        members = write_zip(args.dataset_dir, args.zip, names)
+        log.info("wrote %s (%d members, %.1f MB)", args.zip, len(members),
+                 args.zip.stat().st_size / 1e6)
+    print(f"package: {len(anns)} entries in data_anns.json, {len(excluded)} excluded")
+    return 0

@@ -1,0 +1,163 @@
+import json
+import shlex
+
+import yaml
+from snakemake.utils import validate
+
+from microlib.io import entry_id, entry_name, parse_id_spec
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = config["results"].rstrip("/")
+DEMO = config["source"]["kind"] == "demo"
+IDS = parse_id_spec(config["source"]["ids"])
+NAMES = [entry_name(i) for i in IDS]
+
+
+# (no {m,n} quantifiers: braces clash with Snakemake's wildcard syntax)
+wildcard_constraints:
+    id=r"\d\d\d\d\d\d",
+    name=r"microstructure\d\d\d+",
+
+
+def R(path):
+    """Path below the results root."""
+    return f"{RESULTS}/{path}"
+
+
+def log(path):
+    return R(f"logs/{path}.log")
+
+
+def bench(path):
+    return R(f"benchmarks/{path}.tsv")
+
+
+def stage(name):
+    return config.get(name) or {}
+
+
+def cli_args(options, skip=()):
+    """A config mapping as --flags: `opt_steps: 200` -> `--opt-steps 200`.
+
+    Booleans become `--flag` / `--no-flag`, lists are comma-joined, nulls are dropped.
+    """
+    parts = []
+    for key, value in (options or {}).items():
+        if key in skip or value is None:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            parts += [flag, shlex.quote(",".join(str(v) for v in value))]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def threads_for(rule_name):
+    return int(config["threads"].get(rule_name, config["threads"]["default"]))
+
+
+def id_of(wildcards):
+    return entry_id(wildcards.name)
+
+
+# --------------------------------------------------------------------------- curation
+
+
+def _curation_file():
+    return stage("annotate").get("curation")
+
+
+def _load_curation():
+    path = _curation_file()
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        return {}
+    entries = data.get("entries") or {}
+    return {entry_id(k): v for k, v in entries.items()}
+
+
+CURATION = _load_curation()
+
+
+def curation_of(wildcards):
+    """This entry's curation record, as a stable string.
+
+    It is a rule parameter, so editing the curation of one entry re-annotates that entry
+    only (Snakemake's params rerun trigger) instead of every entry.
+    """
+    return json.dumps(CURATION.get(wildcards.id, {}), sort_keys=True)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def present_ids():
+    """Ids the scrape checkpoint found (status present)."""
+    with checkpoints.scrape.get().output[0].open() as fh:
+        index = json.load(fh)
+    return sorted(
+        k for k, v in index.get("entries", {}).items() if v.get("status") == "present"
+    )
+
+
+def selection():
+    with checkpoints.select.get().output[0].open() as fh:
+        return json.load(fh)
+
+
+def included_names():
+    return [entry_name(i) for i in selection()["included"]]
+
+
+# --------------------------------------------------------------------------- targets
+
+MEDIA_KINDS = ["preview.png", "rotation.gif", "slicing.gif", "inpaint.png"]
+ENTRY_SUFFIXES = [
+    ".tif",
+    "_Gen.pt",
+    "_Disc.pt",
+    "_params.data",
+    "_params.json",
+    "_inpainted.png",
+    "_original.png",
+    "_metrics.json",
+    "_metadata.json",
+] + [f"_{kind}" for kind in MEDIA_KINDS]
+
+
+def entry_files(name):
+    """The packaged files of one entry: what `microstructureNNN` builds."""
+    return [R(f"microlibDataset/{name}/{name}{suffix}") for suffix in ENTRY_SUFFIXES]
+
+
+def named_target(name):
+    """Input of the rule called `name`: the packaged entry, or only the selection if excluded."""
+
+    def inputs(wildcards):
+        sel = selection()
+        ident = entry_id(name)
+        if ident in sel["included"]:
+            return entry_files(name)
+        why = sel.get("excluded", {}).get(ident, {}).get("reasons") or [
+            "not present on the site"
+        ]
+        print(f"{name} is not in the dataset: {'; '.join(why)}")
+        return [checkpoints.select.get().output[0]]
+
+    return inputs
+
+
+def dataset_inputs(wildcards):
+    files = []
+    for name in included_names():
+        files += entry_files(name)
+    return files

@@ -1,0 +1,19 @@
+rule inpaint:
+    input:
+        image=lambda w: R(f"segmented/{id_of(w)}.png"),
+        mask=lambda w: R(f"masks/{id_of(w)}.png"),
+    output:
+        R("training/{name}.png"),
+    log:
+        log("inpaint/{name}"),
+    benchmark:
+        bench("inpaint/{name}")
+    params:
+        args=cli_args(stage("inpaint")),
+    threads: threads_for("inpaint")
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "microlib inpaint --image {input.image} --mask {input.mask} --out {output}"
+        " --threads {threads} {params.args} > {log} 2>&1"

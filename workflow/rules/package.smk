@@ -1,0 +1,68 @@
+rule package_entry:
+    input:
+        raw=lambda w: R(f"raw/{id_of(w)}.jpg"),
+        meta=lambda w: R(f"raw/{id_of(w)}.json"),
+        annotation=lambda w: R(f"annotations/{id_of(w)}.json"),
+        training=R("training/{name}.png"),
+        model=rules.train.output,
+        volume=R("volumes/{name}.tif"),
+        metrics=R("metrics/{name}.json"),
+        media=rules.media.output,
+    output:
+        [R(f"microlibDataset/{{name}}/{{name}}{suffix}") for suffix in ENTRY_SUFFIXES],
+    log:
+        log("package/{name}"),
+    benchmark:
+        bench("package/{name}")
+    params:
+        model_dir=lambda w: R(f"models/{w.name}"),
+        media_dir=lambda w: R(f"media/{w.name}"),
+        outdir=lambda w: R(f"microlibDataset/{w.name}"),
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "microlib package entry --name {wildcards.name} --raw-image {input.raw}"
+        " --raw-meta {input.meta} --annotation {input.annotation}"
+        " --training {input.training} --model-dir {params.model_dir}"
+        " --volume {input.volume} --metrics {input.metrics}"
+        " --media-dir {params.media_dir} --out-dir {params.outdir} > {log} 2>&1"
+
+
+ZIP = bool(stage("package").get("zip", True))
+
+
+rule package:
+    input:
+        entries=dataset_inputs,
+        selection=R("annotations/selection.json"),
+        index=R("raw/index.json"),
+    output:
+        anns=R("microlibDataset/data_anns.json"),
+        excluded=R("microlibDataset/excluded.json"),
+        archive=R("microlibDataset.zip") if ZIP else [],
+    log:
+        log("package/dataset"),
+    benchmark:
+        bench("package/dataset")
+    params:
+        dataset_dir=R("microlibDataset"),
+        names=lambda w: " ".join(included_names()),
+        archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "microlib package dataset --selection {input.selection} --index {input.index}"
+        " --dataset-dir {params.dataset_dir} {params.archive} {params.names} > {log} 2>&1"
+
+
+# `snakemake microstructure237` rebuilds that entry (and only what it needs)
+for _name in NAMES:
+
+    rule:
+        name:
+            _name
+        input:
+            named_target(_name),
+        default_target: False

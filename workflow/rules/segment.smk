@@ -1,0 +1,19 @@
+rule segment:
+    input:
+        image=R("raw/{id}.jpg"),
+        annotation=R("annotations/{id}.json"),
+    output:
+        image=R("segmented/{id}.png"),
+        mask=R("masks/{id}.png"),
+    log:
+        log("segment/{id}"),
+    benchmark:
+        bench("segment/{id}")
+    params:
+        args=cli_args(stage("segment")),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "microlib segment --image {input.image} --annotation {input.annotation}"
+        " --out-image {output.image} --out-mask {output.mask} {params.args} > {log} 2>&1"

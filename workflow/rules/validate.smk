@@ -1,0 +1,19 @@
+rule validate:
+    input:
+        image=R("training/{name}.png"),
+        volume=R("volumes/{name}.tif"),
+    output:
+        R("metrics/{name}.json"),
+    log:
+        log("validate/{name}"),
+    benchmark:
+        bench("validate/{name}")
+    params:
+        args=cli_args(stage("validate")),
+    threads: threads_for("validate")
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "microlib validate --image {input.image} --volume {input.volume} --out {output}"
+        " {params.args} > {log} 2>&1"
