@@ -16,4 +16,4 @@ rule validate:
         runtime=60,
     shell:
         "microlib validate --image {input.image} --volume {input.volume} --out {output}"
-        " {params.args} > {log} 2>&1"
+        " --threads {threads} {params.args} > {log} 2>&1"
