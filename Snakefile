@@ -23,6 +23,6 @@ include: "workflow/rules/package.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.package.output,
-    default_target: True

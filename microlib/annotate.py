@@ -432,6 +432,12 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
             int(max(b[2] for b in line)), int(max(b[3] for b in line))]
 
 
+def _outside(box: list[int], crop_box: list[int]) -> bool:
+    """True when ``box`` has no pixel inside ``crop_box`` (both [x0, y0, x1, y1])."""
+    return (box[2] <= crop_box[0] or box[0] >= crop_box[2]
+            or box[3] <= crop_box[1] or box[1] >= crop_box[3])
+
+
 def detect_scale_bar(image: np.ndarray, *, min_len_frac: float = 0.05,
                      max_len_frac: float = 0.6, min_height: int = 3, max_height_frac: float = 0.06,
                      min_aspect: float = 3.0, min_fill: float = 0.9, unlabelled_len_frac: float = 0.1,
@@ -1732,6 +1738,14 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
         if found is None:
             bar = {"present": False, "box": None, "bar_box": None, "label_box": None, "colour": None,
                    "tolerance": None, "length_px": None, "source": "auto"}
+            # a bar in a band the crop removed needs no in-painting, but its length still
+            # turns a curated scale_bar_um into a voxel size
+            if crop["box"] != [0, 0, w, h]:
+                outside = detect_scale_bar(arr)
+                if outside is not None and _outside(outside["bar_box"], list(crop["box"])):
+                    bar["outside_crop"] = {"bar_box": outside["bar_box"],
+                                           "length_px": outside["length_px"]}
+                    bar["length_px"] = outside["length_px"]
         else:
             def shift(b: list[int] | None) -> list[int] | None:
                 return None if b is None else [b[0] + cx0, b[1] + cy0, b[2] + cx0, b[3] + cy0]

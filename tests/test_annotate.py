@@ -568,3 +568,24 @@ def test_select_keeps_the_passing_then_larger_then_lower_id_twin(demo):
     # without the metadata gate two regions of one sample are both kept
     sel = A.select_entries({"000003": a3, "000024": a24}, {"dup_meta_min": 1.01})
     assert sel["included"] == ["000003", "000024"]
+
+
+def test_bar_in_a_cropped_info_band_still_gives_the_voxel_size(tmp_path):
+    # demo entry 5 carries its scale bar in a black band below the data: the crop removes
+    # the band (nothing to in-paint) but the curated label number still needs the bar length
+    from microlib import demo_site
+    from microlib.annotate import annotate_image
+
+    files, truth = demo_site.build_site(0)
+    entry = truth["entries"]["000005"] if "entries" in truth else truth["000005"]
+    assert entry["scale_bar"]["placement"] == "band"
+    raw = next(data for path, data in files.items() if str(path).endswith("000005.jpg"))
+    import io as _io
+
+    from PIL import Image
+
+    image = np.asarray(Image.open(_io.BytesIO(raw)))
+    ann = annotate_image(image, curation={"scale_bar_um": 50}, entry="000005")
+    assert ann["scale_bar"]["present"] is False
+    assert ann["scale_bar"]["outside_crop"]["length_px"] == entry["scale_bar"]["length_px"]
+    assert ann["voxel_size_um"] == pytest.approx(entry["voxel_size_um"], rel=0.03)

@@ -132,8 +132,9 @@ def test_rerun_one_entry_by_name_submits_only_its_jobs(cluster, slurm_run):
     wf, _, _ = slurm_run
     name = next(iter(_anns(wf).values()))["name"]
     (wf / f"data/volumes/{name}.tif").unlink()
+    (wf / f"data/microlibDataset/{name}/{name}.tif").unlink()
     before = set(scheduler_jobs())
-    proc = snakemake(wf, *PROFILE_RUN, name, timeout=1800)
+    proc = snakemake(wf, name, *PROFILE_RUN, timeout=1800)
     log = proc.stdout + proc.stderr
     new = {j: i for j, i in scheduler_jobs().items() if j not in before}
     assert set(submitted(log).values()) == set(new)
@@ -152,7 +153,7 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     (wf / "config/preempt.yaml").write_text(yaml.safe_dump(cfg))
     run = ("--cores", "8", "--profile", "slurm", "--configfile", "config/preempt.yaml")
     # everything up to the training images first (so the scheduler runs only training after)
-    first = snakemake(wf, *run, "--until", "inpaint", timeout=1800)
+    first = snakemake(wf, "--until", "inpaint", *run, timeout=1800)
     name = sorted(p.stem for p in (wf / "data/training").glob("*.png"))[0]
     target = f"data/models/{name}/{name}_Gen.pt"
     log_path = tmp_path / "preempt.log"

@@ -16,6 +16,7 @@ def workflow_copy(dest: Path) -> Path:
     """Copy what a run needs (Snakefile, workflow/, config/, slurm/, profiles) to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "Snakefile", dest / "Snakefile")
+    shutil.copy2(ROOT / "environment.yml", dest / "environment.yml")
     for folder in ("workflow", "config", "slurm"):
         shutil.copytree(ROOT / folder, dest / folder, symlinks=True)
     if not (dest / "profiles").exists():

@@ -8,22 +8,20 @@ rule annotate:
         log("annotate/{id}"),
     benchmark:
         bench("annotate/{id}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         curation=(
             f"--curation {shlex.quote(_curation_file())}" if _curation_file() else ""
         ),
         entry_curation=curation_of,
         args=cli_args(stage("annotate"), skip=("curation",)),
-    resources:
-        mem_mb=2000,
-        runtime=10,
     shell:
         "microlib annotate entry --image {input.image} --meta {input.meta}"
         " --out {output} {params.curation} {params.args} > {log} 2>&1"
-
-
-def annotations_of_present(wildcards):
-    return [R(f"annotations/{i}.json") for i in present_ids()]
 
 
 # the decision: filter thresholds, uniqueness across entries, included / excluded
@@ -36,10 +34,12 @@ checkpoint select:
         log("select"),
     benchmark:
         bench("select")
-    params:
-        args=cli_args(stage("select")),
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        args=cli_args(stage("select")),
     shell:
         "microlib annotate select --out {output} {params.args} {input} > {log} 2>&1"

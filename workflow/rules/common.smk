@@ -1,11 +1,11 @@
 import json
+import os
 import shlex
 
 import yaml
 from snakemake.utils import validate
 
 from microlib.io import entry_id, entry_name, parse_id_spec
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -19,6 +19,11 @@ NAMES = [entry_name(i) for i in IDS]
 wildcard_constraints:
     id=r"\d\d\d\d\d\d",
     name=r"microstructure\d\d\d+",
+
+
+# every rule runs the microlib CLI; with --use-conda this is the environment it needs
+# (relative to the rule files; its pip section installs this checkout)
+CONDA_ENV = "../../environment.yml"
 
 
 def R(path):
@@ -47,9 +52,9 @@ def cli_args(options, skip=()):
     for key, value in (options or {}).items():
         if key in skip or value is None:
             continue
-        flag = "--" + str(key).replace("_", "-")
+        flag = f"--{key}".replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + flag[2:])
+            parts.append(flag if value else f"--no-{flag[2:]}")
         elif isinstance(value, (list, tuple)):
             parts += [flag, shlex.quote(",".join(str(v) for v in value))]
         else:
@@ -140,7 +145,7 @@ def entry_files(name):
 
 
 def named_target(name):
-    """Input of the rule called `name`: the packaged entry, or only the selection if excluded."""
+    """Inputs of the target named after an entry: the packaged entry, or only the selection if excluded."""
 
     def inputs(wildcards):
         sel = selection()
@@ -161,3 +166,14 @@ def dataset_inputs(wildcards):
     for name in included_names():
         files += entry_files(name)
     return files
+
+
+def scrape_source(wildcards, input):
+    # the demo library is served on 127.0.0.1 and scraped over HTTP like the real site
+    if DEMO:
+        return f"--serve {shlex.quote(str(input.site))}"
+    return f"--base-url {shlex.quote(config['source']['base_url'])}"
+
+
+def annotations_of_present(wildcards):
+    return [R(f"annotations/{i}.json") for i in present_ids()]

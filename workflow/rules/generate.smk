@@ -9,13 +9,15 @@ rule generate:
         log("generate/{name}"),
     benchmark:
         bench("generate/{name}")
-    params:
-        model_dir=lambda w: R(f"models/{w.name}"),
-        args=cli_args(stage("generate")),
+    conda:
+        CONDA_ENV
     threads: threads_for("generate")
     resources:
         mem_mb=16000,
         runtime=30,
+    params:
+        model_dir=lambda w: R(f"models/{w.name}"),
+        args=cli_args(stage("generate")),
     shell:
         "microlib generate {params.model_dir} --out {output} --threads {threads}"
         " {params.args} > {log} 2>&1"

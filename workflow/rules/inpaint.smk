@@ -8,12 +8,14 @@ rule inpaint:
         log("inpaint/{name}"),
     benchmark:
         bench("inpaint/{name}")
-    params:
-        args=cli_args(stage("inpaint")),
+    conda:
+        CONDA_ENV
     threads: threads_for("inpaint")
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        args=cli_args(stage("inpaint")),
     shell:
         "microlib inpaint --image {input.image} --mask {input.mask} --out {output}"
         " --threads {threads} {params.args} > {log} 2>&1"

@@ -10,12 +10,14 @@ rule media:
         log("media/{name}"),
     benchmark:
         bench("media/{name}")
-    params:
-        outdir=lambda w: R(f"media/{w.name}"),
-        args=cli_args(stage("media")),
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=20,
+    params:
+        outdir=lambda w: R(f"media/{w.name}"),
+        args=cli_args(stage("media")),
     shell:
         "microlib media --volume {input.volume} --image {input.image}"
         " --segmented {input.segmented} --mask {input.mask} --out-dir {params.outdir}"

@@ -14,13 +14,15 @@ rule package_entry:
         log("package/{name}"),
     benchmark:
         bench("package/{name}")
+    conda:
+        CONDA_ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         model_dir=lambda w: R(f"models/{w.name}"),
         media_dir=lambda w: R(f"media/{w.name}"),
         outdir=lambda w: R(f"microlibDataset/{w.name}"),
-    resources:
-        mem_mb=1000,
-        runtime=10,
     shell:
         "microlib package entry --name {wildcards.name} --raw-image {input.raw}"
         " --raw-meta {input.meta} --annotation {input.annotation}"
@@ -45,13 +47,15 @@ rule package:
         log("package/dataset"),
     benchmark:
         bench("package/dataset")
-    params:
-        dataset_dir=R("microlibDataset"),
-        names=lambda w: " ".join(included_names()),
-        archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        dataset_dir=lambda w, output: os.path.dirname(output.anns),
+        names=lambda w: " ".join(included_names()),
+        archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
     shell:
         "microlib package dataset --selection {input.selection} --index {input.index}"
         " --dataset-dir {params.dataset_dir} {params.archive} {params.names} > {log} 2>&1"
@@ -63,6 +67,6 @@ for _name in NAMES:
     rule:
         name:
             _name
+        default_target: False
         input:
             named_target(_name),
-        default_target: False

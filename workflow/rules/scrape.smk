@@ -7,20 +7,15 @@ if DEMO:
             log("demo_site"),
         benchmark:
             bench("demo_site")
-        params:
-            seed=config["source"].get("demo_seed", 0),
+        conda:
+            CONDA_ENV
         resources:
             mem_mb=1000,
             runtime=10,
+        params:
+            seed=config["source"].get("demo_seed", 0),
         shell:
             "microlib demo-site {output} --seed {params.seed} > {log} 2>&1"
-
-
-def scrape_source(wildcards, input):
-    # the demo library is served on 127.0.0.1 and scraped over HTTP like the real site
-    if DEMO:
-        return f"--serve {shlex.quote(str(input.site))}"
-    return f"--base-url {shlex.quote(config['source']['base_url'])}"
 
 
 checkpoint scrape:
@@ -32,14 +27,16 @@ checkpoint scrape:
         log("scrape"),
     benchmark:
         bench("scrape")
-    params:
-        source=scrape_source,
-        ids=shlex.quote(str(config["source"]["ids"])),
-        outdir=R("raw"),
-        args=cli_args(stage("scrape")),
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=12 * 60,
+    params:
+        source=scrape_source,
+        ids=shlex.quote(str(config["source"]["ids"])),
+        outdir=lambda w, output: os.path.dirname(output[0]),
+        args=cli_args(stage("scrape")),
     shell:
         "microlib scrape {params.source} --ids {params.ids} --out {params.outdir}"
         " {params.args} > {log} 2>&1"

@@ -9,11 +9,13 @@ rule segment:
         log("segment/{id}"),
     benchmark:
         bench("segment/{id}")
-    params:
-        args=cli_args(stage("segment")),
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        args=cli_args(stage("segment")),
     shell:
         "microlib segment --image {input.image} --annotation {input.annotation}"
         " --out-image {output.image} --out-mask {output.mask} {params.args} > {log} 2>&1"

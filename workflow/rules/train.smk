@@ -16,13 +16,15 @@ rule train:
         log("train/{name}"),
     benchmark:
         bench("train/{name}")
-    params:
-        outdir=lambda w: R(f"models/{w.name}"),
-        args=cli_args(stage("train")),
+    conda:
+        CONDA_ENV
     threads: threads_for("train")
     resources:
         mem_mb=16000,
         runtime=6 * 60,
+    params:
+        outdir=lambda w: R(f"models/{w.name}"),
+        args=cli_args(stage("train")),
     shell:
         "microlib train {input} --out {params.outdir} --name {wildcards.name}"
         " --threads {threads} {params.args} > {log} 2>&1"

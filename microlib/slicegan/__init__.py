@@ -1,0 +1,39 @@
+"""SliceGAN engine: networks, presets and model-file formats (original and ours).
+
+Training lives in :mod:`microlib.train`, generation in :mod:`microlib.generate`.
+"""
+
+from microlib.slicegan.networks import (
+    Critic,
+    FusedGenerator,
+    Generator,
+    GeneratorGeometry,
+    check_transpose_conv_rules,
+    critic_output_size,
+    generator_geometry,
+    generator_output_size,
+    generator_state_for_original,
+    load_critic_state,
+    load_generator_state,
+)
+from microlib.slicegan.params import (
+    IMAGE_TYPES,
+    ModelParams,
+    find_model_name,
+    load_model_params,
+    load_weights,
+    loads_params_data,
+    read_params_data,
+    save_weights,
+    write_params_data,
+)
+from microlib.slicegan.presets import PRESETS, Preset, get_preset
+
+__all__ = [
+    "IMAGE_TYPES", "PRESETS", "Critic", "FusedGenerator", "Generator", "GeneratorGeometry",
+    "ModelParams", "Preset", "check_transpose_conv_rules", "critic_output_size",
+    "find_model_name", "generator_geometry", "generator_output_size",
+    "generator_state_for_original", "get_preset", "load_critic_state", "load_generator_state",
+    "load_model_params", "load_weights", "loads_params_data", "read_params_data",
+    "save_weights", "write_params_data",
+]

@@ -1,0 +1,171 @@
+"""Named SliceGAN configurations: every network and training hyper-parameter in one place.
+
+``microlib``
+    What MicroLib actually trained with (SliceGAN v1.1, commit 439c305): ``nz`` 16,
+    generator channels 16-512-256-128-64-nc, five k4 s2 transposed convolutions padded
+    [2, 2, 2, 2, 3], critic channels nc-64-128-256-512-1 (k4 s2 p[1, 1, 1, 1, 0]),
+    64 px slices from a 4^3 latent, 32 real crops per axis, generator batch 32, critic
+    fake batch 8 volumes (all 64 slices of each per axis), 5 critic iterations per
+    generator update, Adam 1e-4 with betas (0, 0.9), gradient penalty 10 and 5000 generator
+    updates (the paper reports "about 5000"; the code's 30 epochs gave 5400).
+``table1``
+    The SliceGAN paper's Table 1 generator (``nz`` 64, 64-512-256-128-64-nc), the rest as
+    ``microlib``.
+``tiny``
+    A CPU-sized net: four k4 s2 transposed convolutions (16-128-64-32-nc), 32 px slices,
+    16 real crops / 4 fake volumes per critic step, 8 volumes per generator update, Adam
+    2e-4. Output size ``16 (lf - 2)``. Measured on one core of a shared 2-core machine:
+    ~2 s per generator iteration; on slices of the real 128^3 three-phase volume, phase
+    fractions within 2.7 points from 250 iterations on and 0.6 points at 600. (At 5e-4 the
+    fractions swung by up to 4 points between 300 and 500 iterations.)
+``demo``
+    Cheaper per iteration (16-64-32-16-nc, critic 16-32-64, 2 critic iterations, small
+    batches, Adam 5e-4) so several entries train in the offline demo's minutes: ~0.3 s per
+    iteration on one core; 300 iterations brought the three-phase fractions within 2.3
+    points (200: 7.7 points), so give it at least 300.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from microlib.errors import MicrolibError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """All hyper-parameters of one SliceGAN training run (``nc`` comes from the image).
+
+    Attributes
+    ----------
+    name : str
+    nz : int
+        Latent channels.
+    g_hidden : tuple of int
+        Generator channels between ``nz`` and ``nc`` (``gf = [nz, *g_hidden, nc]``).
+    gk, gs, gp : tuple of int
+        Generator kernel sizes, strides, paddings (one per transposed convolution).
+    d_hidden : tuple of int
+        Critic channels between ``nc`` and 1 (``df = [nc, *d_hidden, 1]``).
+    dk, ds, dp : tuple of int
+        Critic kernel sizes, strides, paddings.
+    l : int
+        Training slice edge (the generator output edge for a latent of edge ``lz``).
+    lz : int
+        Latent spatial edge during training (4: the paper trains the first layer to see
+        kernel overlap so larger latents work at generation).
+    batch_size : int
+        Real crops per axis per critic step (and number of GP interpolates).
+    g_batch_size : int
+        Volumes per generator update.
+    d_batch_size : int
+        Fake volumes per critic iteration; all ``l`` slices of each go to the critic.
+    critic_iters : int
+        Critic iterations per generator update.
+    lr_g, lr_d : float
+        Adam learning rates.
+    betas : tuple of float
+        Adam betas (floats: torch 2.13 rejects the int 0).
+    gp_lambda : float
+        Gradient-penalty weight.
+    iterations : int
+        Generator updates.
+    """
+
+    name: str
+    nz: int
+    g_hidden: tuple[int, ...]
+    gk: tuple[int, ...]
+    gs: tuple[int, ...]
+    gp: tuple[int, ...]
+    d_hidden: tuple[int, ...]
+    dk: tuple[int, ...]
+    ds: tuple[int, ...]
+    dp: tuple[int, ...]
+    l: int  # noqa: E741
+    lz: int = 4
+    batch_size: int = 32
+    g_batch_size: int = 32
+    d_batch_size: int = 8
+    critic_iters: int = 5
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.0, 0.9)
+    gp_lambda: float = 10.0
+    iterations: int = 5000
+    notes: str = field(default="", compare=False)
+
+    def gf(self, nc: int) -> list[int]:
+        """Generator channel list ``[nz, *g_hidden, nc]``."""
+        return [self.nz, *self.g_hidden, int(nc)]
+
+    def df(self, nc: int) -> list[int]:
+        """Critic channel list ``[nc, *d_hidden, 1]``."""
+        return [int(nc), *self.d_hidden, 1]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        d.pop("notes", None)
+        return d
+
+    def replace(self, **overrides) -> Preset:
+        """Copy with some fields changed (``None`` values are ignored)."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(clean) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise MicrolibError(f"unknown hyper-parameter(s): {', '.join(sorted(unknown))}")
+        for k in ("gk", "gs", "gp", "dk", "ds", "dp", "g_hidden", "d_hidden", "betas"):
+            if k in clean:
+                clean[k] = tuple(clean[k])
+        return dataclasses.replace(self, **clean)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preset:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kw)
+
+
+_SG_GK = (4, 4, 4, 4, 4)
+_SG_GS = (2, 2, 2, 2, 2)
+_SG_GP = (2, 2, 2, 2, 3)
+_SG_DK = (4, 4, 4, 4, 4)
+_SG_DS = (2, 2, 2, 2, 2)
+_SG_DP = (1, 1, 1, 1, 0)
+
+PRESETS: dict[str, Preset] = {
+    "microlib": Preset(
+        name="microlib", nz=16, g_hidden=(512, 256, 128, 64), gk=_SG_GK, gs=_SG_GS, gp=_SG_GP,
+        d_hidden=(64, 128, 256, 512), dk=_SG_DK, ds=_SG_DS, dp=_SG_DP, l=64, lz=4,
+        batch_size=32, g_batch_size=32, d_batch_size=8, critic_iters=5, iterations=5000,
+        notes="SliceGAN v1.1 as MicroLib trained it"),
+    "table1": Preset(
+        name="table1", nz=64, g_hidden=(512, 256, 128, 64), gk=_SG_GK, gs=_SG_GS, gp=_SG_GP,
+        d_hidden=(64, 128, 256, 512), dk=_SG_DK, ds=_SG_DS, dp=_SG_DP, l=64, lz=4,
+        batch_size=32, g_batch_size=32, d_batch_size=8, critic_iters=5, iterations=5000,
+        notes="SliceGAN paper Table 1"),
+    "tiny": Preset(
+        name="tiny", nz=16, g_hidden=(128, 64, 32), gk=(4, 4, 4, 4), gs=(2, 2, 2, 2),
+        gp=(2, 2, 2, 3), d_hidden=(32, 64, 128), dk=(4, 4, 4, 4), ds=(2, 2, 2, 2),
+        dp=(1, 1, 1, 0), l=32, lz=4, batch_size=16, g_batch_size=8, d_batch_size=4,
+        critic_iters=5, lr_g=2e-4, lr_d=2e-4, iterations=600,
+        notes="CPU-sized: slow real-data test"),
+    "demo": Preset(
+        name="demo", nz=16, g_hidden=(64, 32, 16), gk=(4, 4, 4, 4), gs=(2, 2, 2, 2),
+        gp=(2, 2, 2, 3), d_hidden=(16, 32, 64), dk=(4, 4, 4, 4), ds=(2, 2, 2, 2),
+        dp=(1, 1, 1, 0), l=32, lz=4, batch_size=8, g_batch_size=4, d_batch_size=2,
+        critic_iters=2, lr_g=5e-4, lr_d=5e-4, iterations=300,
+        notes="offline demo on one core"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return the named preset (``microlib``, ``table1``, ``tiny``, ``demo``)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise MicrolibError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})") from None

@@ -1,0 +1,489 @@
+"""SliceGAN training: input validation, on-device sampling, isotropic / anisotropic steps,
+exact resume (in process, after SIGKILL and after SIGTERM), artefacts and the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from microlib.cli import main
+from microlib.errors import MicrolibError
+from microlib.io import read_json, write_png, write_tif
+from microlib.slicegan.params import load_weights, read_params_data
+from microlib.slicegan.presets import get_preset
+from microlib.train import (
+    Optimisations,
+    SliceGANTrainer,
+    infer_image_type,
+    make_training_set,
+    prepare_training_array,
+    slices_along,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+# demo networks with the smallest batches: a generator iteration takes a few 10 ms
+SMALL = get_preset("demo").replace(batch_size=4, d_batch_size=1, g_batch_size=2, critic_iters=2)
+SMALL_CLI = ["--preset", "demo", "--batch-size", "4", "--d-batch-size", "1", "--g-batch-size",
+             "2", "--critic-iters", "2", "--threads", "1"]
+
+
+def blobs(shape, fractions=(0.35, 0.85), sigma=3.0, seed=0) -> np.ndarray:
+    """Smooth random n-phase labels 0..len(fractions)."""
+    rng = np.random.default_rng(seed)
+    f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return np.digitize(f, np.quantile(f, fractions)).astype(np.uint8)
+
+
+def state_equal(a, b) -> bool:
+    """Deep equality of nested containers of tensors (bit for bit)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(state_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(state_equal(x, y) for x, y in zip(a, b, strict=True))
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    return a == b
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_jpeg_like_grey_image_is_refused_as_nphase():
+    grey = np.clip(np.random.default_rng(0).normal(128, 40, (80, 80)), 0, 255).astype(np.uint8)
+    n = np.unique(grey).size
+    with pytest.raises(MicrolibError, match=f"image has {n} distinct values: a grey or JPEG"):
+        prepare_training_array(grey, "nphase", entry="m1")
+    with pytest.raises(MicrolibError, match="pass --image-type grayscale"):
+        infer_image_type(grey)
+    canon, info = prepare_training_array(grey, "grayscale")
+    assert info["n_phases"] == 1 and np.array_equal(canon, grey)
+
+
+def test_two_grey_levels_need_an_explicit_phase_count():
+    img = np.where(blobs((70, 70)) > 0, 255, 0).astype(np.uint8)
+    with pytest.raises(MicrolibError, match=r"holds 2 distinct values \{0, 255\}.*--phases 2"):
+        prepare_training_array(img, "nphase")
+    labels, info = prepare_training_array(img, "nphase", n_phases=2)
+    assert set(np.unique(labels)) == {0, 1}
+    assert info["grey_levels"] == [0.0, 255.0]
+    assert np.array_equal(labels == 1, img == 255)  # ascending grey order
+
+
+def test_phase_count_mismatches_are_refused():
+    lab = blobs((70, 70))  # three phases 0, 1, 2
+    with pytest.raises(MicrolibError, match="expected 2 phases but the image holds 3"):
+        prepare_training_array(lab, "nphase", n_phases=2)
+    meta = {"data_type": "threephase", "n_phases": 3}
+    with pytest.raises(MicrolibError, match="contradicts the image metadata"):
+        prepare_training_array(lab, "nphase", n_phases=4, meta=meta)
+    with pytest.raises(MicrolibError, match="metadata says 2 phases"):
+        prepare_training_array(lab * 100, "nphase", meta={"data_type": "twophase", "n_phases": 2})
+    two = (blobs((70, 70), fractions=(0.5,), seed=1))
+    with pytest.raises(MicrolibError, match="different phase counts"):
+        make_training_set([lab, lab, two], "nphase", 32)
+
+
+def test_small_image_and_colour_errors():
+    with pytest.raises(MicrolibError, match=r"image is 30x70 px, smaller than the 32 px"):
+        make_training_set([blobs((30, 70))], "nphase", 32, entry="m7")
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    with pytest.raises(MicrolibError, match="colour image cannot be trained as nphase"):
+        prepare_training_array(rgb, "nphase")
+    assert infer_image_type(rgb) == "colour"
+    grey_rgb = np.repeat(blobs((40, 40))[..., None], 3, axis=2)
+    assert infer_image_type(grey_rgb) == "nphase"  # R=G=B labels 0..2
+    assert infer_image_type(grey_rgb, {"data_type": "grayscale"}) == "grayscale"
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_device_crops_are_real_crops_of_the_image():
+    key = np.arange(40 * 50).reshape(40, 50)  # each pixel's position, to locate crops
+    ts = make_training_set([blobs((40, 50))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL, seed=0)
+    tr._reals[0] = torch.from_numpy(key)
+    tr._encode = lambda c: c  # noqa: E731 - keep the raw position codes
+    crops = tr.sample_real(0, 8)
+    assert crops.shape == (8, 32, 32)
+    origins = set()
+    for c in crops:
+        y, x = divmod(int(c[0, 0]), 50)
+        origins.add((y, x))
+        assert torch.equal(c, torch.from_numpy(key[y:y + 32, x:x + 32]))
+    assert len(origins) > 1  # random origins, not one fixed crop
+
+
+def test_volume_crops_are_slices_normal_to_each_axis():
+    vol = np.arange(34 * 36 * 40).reshape(34, 36, 40)
+    ts = make_training_set([blobs((34, 36, 40))], "nphase", 32)
+    assert ts.is_volume
+    tr = SliceGANTrainer(ts, SMALL, seed=0)
+    tr._reals[0] = torch.from_numpy(vol)
+    tr._encode = lambda c: c  # noqa: E731
+    for axis in range(3):
+        for c in tr.sample_real(axis, 4):
+            idx = np.unravel_index(int(c[0, 0]), vol.shape)
+            sl = [slice(i, i + 32) for i in idx]
+            sl[axis] = idx[axis]
+            assert torch.equal(c, torch.from_numpy(vol[tuple(sl)])), axis
+
+
+def test_one_hot_encoding_and_host_sampler_agree_in_kind():
+    lab = blobs((48, 48))
+    ts = make_training_set([lab], "nphase", 32)
+    for opts in (Optimisations(), Optimisations.baseline()):
+        tr = SliceGANTrainer(ts, SMALL, seed=0, opts=opts)
+        x = tr.sample_real(1, 5)
+        assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32
+        assert torch.equal(x.sum(1), torch.ones(5, 32, 32))
+
+
+def test_slices_match_the_original_permute_reshape():
+    f = torch.randn(2, 3, 8, 8, 8)
+    l = 8  # noqa: E741
+    orig = {0: (2, 3, 4), 1: (3, 2, 4), 2: (4, 2, 3)}
+    for axis, (d1, d2, d3) in orig.items():
+        ref = f.permute(0, d1, 1, d2, d3).reshape(l * 2, 3, l, l)
+        assert torch.equal(slices_along(f, axis), ref)
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _params_of(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def test_isotropic_training_step():
+    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL, seed=1)
+    assert len(tr.Ds) == 1 and len(tr.opt_ds) == 1  # one critic, one optimiser
+    g0, d0 = _params_of(tr.G), _params_of(tr.Ds[0])
+    tr.step()
+    tr.step()
+    assert tr.iteration == 2
+    assert all(not torch.equal(a, b) for a, b in zip(g0, _params_of(tr.G), strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(d0, _params_of(tr.Ds[0]), strict=True))
+    # 2 iterations x 2 critic iterations x 3 axes = 12 Adam steps of the one critic
+    assert int(tr.opt_ds[0].state_dict()["state"][0]["step"]) == 12
+    assert int(tr.opt_g.state_dict()["state"][0]["step"]) == 2
+    log = tr.read_log()
+    assert set(log) == {"critic_loss", "generator_loss", "wasserstein", "gp"}
+    assert all(np.isfinite(v) for v in log.values()) and log["gp"] >= 0
+    assert tr.read_log() is None  # accumulators reset
+
+
+def test_summed_update_steps_the_critic_once_per_iteration():
+    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL, seed=1, d_update="summed")
+    tr.step()
+    assert int(tr.opt_ds[0].state_dict()["state"][0]["step"]) == 2
+
+
+def test_anisotropic_training_step_uses_one_critic_per_axis():
+    imgs = [blobs((48, 56), seed=s) for s in range(3)]
+    ts = make_training_set(imgs, "nphase", 32)
+    assert ts.anisotropic
+    tr = SliceGANTrainer(ts, SMALL, seed=2)
+    before = [_params_of(d) for d in tr.Ds]
+    tr.step()
+    assert len(tr.Ds) == 3
+    for d, b in zip(tr.Ds, before, strict=True):
+        assert not torch.equal(b[0], _params_of(d)[0])
+        # each critic stepped once per critic iteration (2)
+    assert [int(o.state_dict()["state"][0]["step"]) for o in tr.opt_ds] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "colour"])
+def test_grey_and_colour_training_steps(kind):
+    rng = np.random.default_rng(0)
+    img = (ndimage.gaussian_filter(rng.random((50, 50, 3 if kind == "colour" else 1)), 2) * 255)
+    img = img.astype(np.uint8)
+    img = img if kind == "colour" else img[..., 0]
+    ts = make_training_set([img], kind, 32)
+    assert ts.nc == (3 if kind == "colour" else 1)
+    tr = SliceGANTrainer(ts, SMALL, seed=0)
+    tr.step()
+    real = tr.sample_real(0, 3)
+    assert real.shape == (3, ts.nc, 32, 32) and float(real.max()) <= 1.0
+    assert tr.G.final == "tanh"
+
+
+def test_volume_training_step():
+    ts = make_training_set([blobs((36, 40, 44))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL, seed=0)
+    tr.step()
+    assert len(tr.Ds) == 1 and tr.iteration == 1
+    ts3 = make_training_set([blobs((36, 40, 44))], "nphase", 32, anisotropic=True)
+    assert len(SliceGANTrainer(ts3, SMALL, seed=0).Ds) == 3
+
+
+def test_resume_in_process_is_exact():
+    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    ref = SliceGANTrainer(ts, SMALL, seed=4)
+    for _ in range(4):
+        ref.step()
+    a = SliceGANTrainer(ts, SMALL, seed=4)
+    a.step()
+    saved = a.state_dict()
+    del a
+    b = SliceGANTrainer(ts, SMALL, seed=999)  # different init: everything comes from the state
+    with pytest.raises(MicrolibError, match="different settings.*seed"):
+        b.load_state_dict(saved)
+    other = make_training_set([blobs((64, 64), seed=9)], "nphase", 32)
+    with pytest.raises(MicrolibError, match="different settings.*data_sha256"):
+        SliceGANTrainer(other, SMALL, seed=4).load_state_dict(saved)
+    b = SliceGANTrainer(ts, SMALL, seed=4)
+    b.load_state_dict(saved)
+    for _ in range(3):
+        b.step()
+    assert state_equal(ref.state_dict(), b.state_dict())
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def train_png(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("img")
+    p = d / "microstructure042.png"
+    write_png(p, blobs((72, 80)), {"id": "000042", "data_type": "threephase", "n_phases": 3,
+                                   "phase_grey_values": [20.5, 110.0, 230.0],
+                                   "voxel_size_um": 0.75})
+    return p
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "microlib", "train", *map(str, args), *SMALL_CLI]
+
+
+def _run(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+@pytest.fixture(scope="module")
+def reference_run(train_png, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "m"
+    r = _run(_cli(train_png, "--out", out, "--iterations", 24, "--checkpoint-every", 3,
+                  "--log-every", 4, "--seed", 7))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_artefacts_of_a_finished_run(reference_run, train_png):
+    out, name = reference_run, "microstructure042"
+    for f in (f"{name}_Gen.pt", f"{name}_Disc.pt", f"{name}_params.data", f"{name}_params.json",
+              "train_log.csv", "checkpoint.pt"):
+        assert (out / f).is_file(), f
+    assert not (out / "resume").exists()
+    pj = read_json(out / f"{name}_params.json")
+    assert pj["finished"] is True and pj["image_type"] == "nphase" and pj["nc"] == 3
+    assert pj["data_type"] == "threephase"
+    assert pj["phase_grey_values"] == [20.5, 110.0, 230.0] and pj["voxel_size_um"] == 0.75
+    assert pj["training"]["iterations_done"] == 24 and pj["training"]["seed"] == 7
+    assert pj["training"]["hyperparameters"]["batch_size"] == 4
+    assert pj["critics"] == {"all": f"{name}_Disc.pt"}
+    assert pj["versions"]["torch"] == torch.__version__
+    from microlib.io import sha256_file
+
+    assert pj["source"]["images"][0]["sha256"] == sha256_file(train_png)
+    layers = read_params_data(out / f"{name}_params.data")
+    assert layers[6] == [16, 64, 32, 16, 3] and layers[2] == [3, 16, 32, 64, 1]
+    gen = load_weights(out / f"{name}_Gen.pt")
+    assert "bns.3.weight" in gen  # identity BN for the original's strict load
+    rows = (out / "train_log.csv").read_text().splitlines()
+    assert rows[0] == "iteration,critic_loss,generator_loss,wasserstein,gp,elapsed_s,it_per_s"
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [4, 8, 12, 16, 20, 24]
+
+
+def test_finished_run_is_not_retrained(reference_run, train_png, capsys):
+    stamp = (reference_run / "microstructure042_Gen.pt").stat().st_mtime_ns
+    rc = main(["train", str(train_png), "--out", str(reference_run), *SMALL_CLI,
+               "--iterations", "24", "--seed", "7"])
+    assert rc == 0
+    assert "already trained (24 iterations)" in capsys.readouterr().err
+    assert (reference_run / "microstructure042_Gen.pt").stat().st_mtime_ns == stamp
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout=120.0):
+    t0 = time.monotonic()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before {path} appeared: "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.005)
+
+
+def _compare_with_reference(out: Path, ref: Path):
+    name = "microstructure042"
+    assert state_equal(load_weights(out / f"{name}_Gen.pt"), load_weights(ref / f"{name}_Gen.pt"))
+    a, b = load_weights(out / "checkpoint.pt"), load_weights(ref / "checkpoint.pt")
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 24
+    assert state_equal(a["trainer"], b["trainer"])  # networks, optimisers, RNG state
+    # the log's loss columns continue seamlessly across the interruption
+    la = [r.split(",")[:5] for r in (out / "train_log.csv").read_text().splitlines()]
+    lb = [r.split(",")[:5] for r in (ref / "train_log.csv").read_text().splitlines()]
+    assert la == lb
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_uninterrupted_result(sig, train_png, reference_run, tmp_path):
+    out = tmp_path / "m"
+    args = _cli(train_png, "--out", out, "--iterations", 24, "--checkpoint-every", 3,
+                "--log-every", 4, "--seed", 7)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "resume" / "state.pt", proc)
+    assert proc.poll() is None, "finished before it could be killed"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert not (out / "microstructure042_params.json").exists()
+    state = load_weights(out / "resume" / "state.pt")
+    done = state["trainer"]["iteration"]
+    assert 3 <= done < 24
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143
+        assert f"stopped by SIGTERM at iteration {done}/24" in err
+        assert err.strip().splitlines()[-1].startswith("microlib train: microstructure042: ")
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert done % 3 == 0  # the last periodic checkpoint
+    r = _run(args)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from iteration {done}/24 ({out / 'resume' / 'state.pt'})" in r.stderr
+    _compare_with_reference(out, reference_run)
+
+
+def test_resume_with_other_settings_is_refused(train_png, tmp_path, capsys):
+    out = tmp_path / "m"
+    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "2",
+               "--checkpoint-every", "1"])
+    assert rc == 0
+    (out / "microstructure042_params.json").unlink()
+    (out / "checkpoint.pt").rename(out / "resume_state.pt")
+    (out / "resume").mkdir()
+    (out / "resume_state.pt").rename(out / "resume" / "state.pt")
+    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "4",
+               "--lr", "0.001"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "different settings (preset.lr_d, preset.lr_g)" in err and "--force" in err
+    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "3",
+               "--force"])
+    assert rc == 0
+    assert read_json(out / "microstructure042_params.json")["training"]["iterations_done"] == 3
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    grey = tmp_path / "microstructure009.png"
+    write_png(grey, np.clip(np.random.default_rng(0).normal(128, 50, (70, 70)), 0, 255)
+              .astype(np.uint8))
+    rc = main(["train", str(grey), "--out", str(tmp_path / "o"), "--image-type", "nphase"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("microlib train: error: microstructure009: image has ")
+    assert "distinct values: a grey or JPEG image" in err[0]
+    rc = main(["train", str(grey), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "cannot tell the image type" in capsys.readouterr().err
+
+
+def test_anisotropic_and_volume_cli(tmp_path):
+    imgs = []
+    for i in range(3):
+        p = tmp_path / f"sec{i}.png"
+        write_png(p, blobs((40, 48), seed=i), {"data_type": "threephase", "n_phases": 3})
+        imgs.append(str(p))
+    out = tmp_path / "aniso"
+    assert main(["train", *imgs, "--out", str(out), "--name", "aniso", *SMALL_CLI,
+                 "--iterations", "1"]) == 0
+    pj = read_json(out / "aniso_params.json")
+    assert pj["critics"] == {"0": "aniso_Disc.pt", "1": "aniso_Disc_y.pt", "2": "aniso_Disc_z.pt"}
+    assert all((out / f).is_file() for f in pj["critics"].values())
+    vol = tmp_path / "vol.tif"
+    write_tif(vol, blobs((36, 36, 36)), voxel_size_um=2.0)
+    out = tmp_path / "vol"
+    assert main(["train", str(vol), "--out", str(out), *SMALL_CLI, "--iterations", "1"]) == 0
+    pj = read_json(out / "vol_params.json")
+    assert pj["image_type"] == "nphase" and pj["voxel_size_um"] == 2.0
+
+
+# ----------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_real_threephase_volume_fractions(realdata, tmp_path):
+    """Train the tiny generator on slices of a real 3-phase volume; the generated volume's
+    phase fractions are within 3 points of the real ones."""
+    from microlib.generate import load_generator, synthesise
+    from microlib.io import read_tif
+
+    src = realdata / "volumes" / "threephase_128.tif"
+    real = read_tif(src)
+    real_vf = np.bincount(real.ravel(), minlength=3) / real.size
+    out = tmp_path / "tp"
+    # 600 tiny iterations, ~2 s each on one core (20-40 min on a shared machine). One
+    # thread on purpose: two threads on a busy 2-core machine made steps up to 10x slower
+    # (OpenMP barriers waiting for a descheduled thread).
+    rc = main(["train", str(src), "--out", str(out), "--preset", "tiny", "--seed", "0",
+               "--iterations", "600", "--threads", "1", "--log-every", "50"])
+    assert rc == 0
+    net, params = load_generator(out)
+    vol = synthesise(net, params, 128, seed=1)
+    vf = np.bincount(vol.ravel(), minlength=3) / vol.size
+    print("real", np.round(real_vf, 4), "generated", np.round(vf, 4))
+    assert np.abs(vf - real_vf).max() < 0.03
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_every_optimisation():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    ts = make_training_set([blobs((96, 96))], "nphase", 32)
+    opts = Optimisations(channels_last=True)
+    tr = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=opts)
+    assert tr.eff["autocast_bf16"] and tr.eff["tf32"] and tr.eff["fused_adam"]
+    x = tr.sample_real(2, 6)
+    assert x.is_cuda and torch.equal(x.sum(1), torch.ones(6, 32, 32, device="cuda"))
+    for _ in range(3):
+        tr.step()
+    log = tr.read_log()
+    assert all(np.isfinite(v) for v in log.values())
+    state = tr.state_dict()
+    again = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=opts)
+    assert again.load_state_dict(state) == []  # same device: RNG restored exactly
+    again.step()
+    cpu = SliceGANTrainer(ts, SMALL, seed=0, device="cpu")
+    notes = cpu.load_state_dict(state)  # a requeue onto a CPU node still resumes
+    assert notes and "re-seeded" in notes[0]
+    cpu.step()
+    assert cpu.iteration == 4
+
+
+@pytest.mark.gpu
+def test_cuda_baseline_and_optimised_losses_agree_at_start():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    ts = make_training_set([blobs((96, 96))], "nphase", 32)
+    a = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=Optimisations.baseline())
+    b = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=Optimisations())
+    for p, q in zip(a.G.parameters(), b.G.parameters(), strict=True):
+        assert torch.equal(p, q)  # same initialisation whatever the switches
