@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -55,16 +54,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _place(src: Path, dest: Path) -> None:
-    """Put ``src`` at ``dest`` atomically: a hard link when possible (no copy of GBs)."""
+    """Copy ``src`` to ``dest`` atomically.
+
+    Never a hard link: Snakemake touches every output after a job, and touching a link
+    would also touch the pipeline file it shares an inode with, making that file look
+    newer than its consumers (a rerun would then redo validate and media).
+    ``shutil.copyfile`` uses the kernel's copy_file_range/sendfile where available.
+    """
     if not src.is_file():
         raise MicrolibError(f"missing input {src}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(dest) as tmp:
-        tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
+        shutil.copyfile(src, tmp)
 
 
 def _entry(args: argparse.Namespace) -> int:
