@@ -56,6 +56,11 @@ def scheduler_jobs() -> dict[int, dict[str, str]]:
     return jobs
 
 
+def rule_of(comment: str) -> str:
+    """Rule name from the plugin's job comment ``rule_<rule>[_wildcards_<values>]``."""
+    return re.fullmatch(r"rule_(.+?)(?:_wildcards_.*)?", comment).group(1)
+
+
 def completed_in_jobcomp(state_dir: Path) -> set[int]:
     text = (state_dir / "jobcomp.log").read_text()
     return {int(m.group(1)) for m in re.finditer(r"JobId=(\d+) .*?JobState=COMPLETED", text)}
@@ -105,8 +110,7 @@ def test_demo_runs_through_the_profile_every_job_via_sbatch(cluster, slurm_run):
     assert set(subs.values()) <= set(new)
     assert all(new[j]["state"] == "COMPLETED" for j in subs.values()), new
     assert set(subs.values()) <= completed_in_jobcomp(cluster)
-    rules_in_scheduler = {re.match(r"rule_([a-z_]+)", new[j]["comment"]).group(1)
-                          for j in subs.values()}
+    rules_in_scheduler = {rule_of(new[j]["comment"]) for j in subs.values()}
     assert {"demo_site", "scrape", "select", "annotate", "segment", "inpaint", "train",
             "generate", "validate", "media", "package_entry", "package"} <= rules_in_scheduler
 
@@ -139,8 +143,9 @@ def test_rerun_one_entry_by_name_submits_only_its_jobs(cluster, slurm_run):
     new = {j: i for j, i in scheduler_jobs().items() if j not in before}
     assert set(submitted(log).values()) == set(new)
     comments = sorted(i["comment"] for i in new.values())
-    assert comments and all(f"name={name}" in c for c in comments), comments
-    rules = {re.match(r"rule_([a-z_]+)_wildcards", c).group(1) for c in comments}
+    # the plugin's job comment: rule_<rule>_wildcards_<wildcard values>
+    assert comments and all(c.endswith(f"_wildcards_{name}") for c in comments), comments
+    rules = {rule_of(c) for c in comments}
     assert rules == {"generate", "validate", "media", "package_entry"}
     assert (wf / f"data/microlibDataset/{name}/{name}.tif").is_file()
 
@@ -150,16 +155,19 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     cfg = yaml.safe_load((wf / "config/demo.yaml").read_text())
     # long enough to be caught mid-run, checkpoints often
     cfg["train"].update(iterations=400, checkpoint_every=10)
+    cfg["source"]["ids"] = "5"
     (wf / "config/preempt.yaml").write_text(yaml.safe_dump(cfg))
     run = ("--cores", "8", "--profile", "slurm", "--configfile", "config/preempt.yaml")
-    # everything up to the training images first (so the scheduler runs only training after)
-    first = snakemake(wf, "--until", "inpaint", *run, timeout=1800)
-    name = sorted(p.stem for p in (wf / "data/training").glob("*.png"))[0]
+    # everything before training first (so the scheduler runs only training after);
+    # --omit-from, not --until: the in-paint jobs exist only once the select checkpoint ran
+    name = "microstructure005"
+    first = snakemake(wf, "--omit-from", "train", *run, timeout=1800)
+    assert (wf / f"data/training/{name}.png").is_file(), first.stdout[-3000:]
     target = f"data/models/{name}/{name}_Gen.pt"
     log_path = tmp_path / "preempt.log"
     with open(log_path, "w") as logf:
         proc = subprocess.Popen([str(Path(env()["PATH"].split(os.pathsep)[0]) / "snakemake"),
-                                 *run, target], cwd=wf, env=env(), stdout=logf,
+                                 target, *run], cwd=wf, env=env(), stdout=logf,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         state = wf / f"data/models/{name}/resume/state.pt"
@@ -167,7 +175,7 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
         jid = None
         while time.time() < deadline and proc.poll() is None:
             running = [j for j, i in scheduler_jobs().items()
-                       if i["state"] == "RUNNING" and f"rule_train_wildcards_name={name}" in i["comment"]]
+                       if i["state"] == "RUNNING" and i["comment"] == f"rule_train_wildcards_{name}"]
             if running and state.exists():
                 jid = running[0]
                 break
@@ -182,7 +190,7 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     log = log_path.read_text()
     assert proc.returncode == 0, log[-4000:]
     train_jobs = {j: i for j, i in scheduler_jobs().items()
-                  if f"rule_train_wildcards_name={name}" in i["comment"]}
+                  if i["comment"] == f"rule_train_wildcards_{name}"}
     states = sorted(i["state"] for i in train_jobs.values())
     assert states == ["COMPLETED", "FAILED"], train_jobs
     rule_log = (wf / f"data/logs/train/{name}.log").read_text()

@@ -42,7 +42,12 @@ mkdir -p /etc/slurm /var/log/slurm /var/lib/slurm/slurmd
 rm -rf /var/lib/slurm/slurmctld && mkdir -p /var/lib/slurm/slurmctld
 chown slurm:slurm /var/lib/slurm/slurmctld /var/log/slurm
 rm -f /var/log/slurm/*.log
-: > "$STATE_DIR/jobcomp.log"; chown slurm:slurm "$STATE_DIR/jobcomp.log"
+# the job-completion log must be writable by the slurm user, and STATE_DIR may sit below a
+# directory only root can enter (pytest's tmp dirs are 0700): keep it in /var/log/slurm and
+# link it into STATE_DIR, where the tests read it
+JOBCOMP=/var/log/slurm/jobcomp.log
+: > "$JOBCOMP"; chown slurm:slurm "$JOBCOMP"
+ln -sfn "$JOBCOMP" "$STATE_DIR/jobcomp.log"
 
 overrides=""; [ "$SLURM_CPUS" -gt "$(nproc)" ] && overrides="SlurmdParameters=config_overrides"
 gres_types=""; gres_node=""
@@ -70,7 +75,7 @@ TaskPlugin=task/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
-JobCompLoc=$STATE_DIR/jobcomp.log
+JobCompLoc=$JOBCOMP
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
@@ -111,13 +116,17 @@ rm -f /run/slurmctld.pid /run/slurmd.pid
 /usr/sbin/slurmctld -i
 for _ in $(seq 100); do [ -s /run/slurmctld.pid ] && break; sleep 0.1; done
 echo "slurmctld $(cat /run/slurmctld.pid)" >> "$PIDS"
+sleep 1
+if ! kill -0 "$(cat /run/slurmctld.pid)" 2>/dev/null; then
+  echo "slurmctld exited at start:" >&2; tail -5 /var/log/slurm/slurmctld.log >&2; exit 1
+fi
 /usr/sbin/slurmd
 for _ in $(seq 100); do [ -s /run/slurmd.pid ] && break; sleep 0.1; done
 echo "slurmd $(cat /run/slurmd.pid)" >> "$PIDS"
 
 state=""
 for _ in $(seq 120); do
-  state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
+  state=$(timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
   [ "$state" = idle ] && break
   sleep 0.5
 done
@@ -129,7 +138,7 @@ fi
 cd "$STATE_DIR"
 jid=$(sbatch --parsable -o "$STATE_DIR/smoke-%j.out" --wrap 'echo smoke-ok')
 for _ in $(seq 60); do
-  st=$(squeue -h -j "$jid" --states=all -o %T 2>/dev/null || true)
+  st=$(timeout 5 squeue -h -j "$jid" --states=all -o %T 2>/dev/null || true)
   [ "$st" = COMPLETED ] && break
   sleep 0.5
 done
