@@ -124,16 +124,13 @@ def run(args: argparse.Namespace) -> int:
         plan_generation,
         resolve_tile,
     )
-    from microlib.slicegan.networks import FusedGenerator
+    from microlib.slicegan.networks import FusedGenerator, resolve_device
     from microlib.slicegan.params import ModelParams
     from microlib.slicegan.presets import get_preset
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev_name = args.device
-    if dev_name == "auto":
-        dev_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(dev_name)
+    device = resolve_device(args.device)
     cuda = device.type == "cuda"
     preset = get_preset(args.preset)
     nc = 3
@@ -144,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     net = params.build_generator().eval().requires_grad_(False).to(device)
     repeats = args.repeats or (5 if cuda else 1)
-    warmup = 2 if cuda else 0
+    # one untimed pass on CPU too: the first call pays page faults and oneDNN set-up
+    warmup = 2 if cuda else 1
     tiled = args.tiled_size or (1024 if cuda else 384)
     budget = args.max_memory_gb or (4.0 if cuda else 1.0)
     where = torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"

@@ -77,15 +77,13 @@ def time_segment(trainer, iterations: int) -> tuple[float, int | None]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from microlib.slicegan.networks import resolve_device
     from microlib.slicegan.presets import get_preset
     from microlib.train import Optimisations, SliceGANTrainer, make_training_set
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev_name = args.device
-    if dev_name == "auto":
-        dev_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(dev_name)
+    device = resolve_device(args.device)
     cuda = device.type == "cuda"
     preset = get_preset(args.preset or ("microlib" if cuda else "tiny"))
     iters = args.iterations or (20 if cuda else 4)

@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from microlib.errors import MicrolibError
-
 HELP = "synthesise a 3D volume from a trained generator"
 log = logging.getLogger("microlib.generate")
 
@@ -51,14 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
+    from microlib.slicegan.networks import resolve_device
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise MicrolibError("--device cuda requested but no CUDA device is available")
+    device = resolve_device(args.device).type
     net, params = load_generator(args.model_dir, device=device, name=args.name,
                                  image_type=args.image_type, check_rules=not args.no_rule_check)
     plan = plan_generation(params, args.size, args.periodic)

@@ -136,16 +136,6 @@ class _Stop:
         return False
 
 
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MicrolibError("--device cuda requested but no CUDA device is available")
-    return name
-
-
 def _csv_text(rows: list[list[float]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -159,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from microlib import io as mio
-    from microlib.slicegan.networks import generator_state_for_original
+    from microlib.slicegan.networks import generator_state_for_original, resolve_device
     from microlib.slicegan.params import (
         ModelParams,
         load_weights,
@@ -198,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device).type
 
     # ---- data
     loaded = [read_training_input(p) for p in images]

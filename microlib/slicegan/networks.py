@@ -255,6 +255,15 @@ class Critic(nn.Module):
         return self.convs[-1](x)
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; refuses ``cuda`` without a CUDA device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
+        raise MicrolibError(f"--device {name} requested but no CUDA device is available")
+    return torch.device(name)
+
+
 class FusedGenerator(nn.Module):
     """Inference copy of a :class:`Generator` with each eval-mode BatchNorm folded into
     the preceding convolution's weights and bias.
