@@ -105,3 +105,27 @@ def test_forcerun_with_a_named_target_touches_only_that_entry(run):
     planned.pop("total", None)
     planned = {k: int(v) for k, v in planned.items() if not k.startswith("microstructure")}
     assert planned == {"generate": 1, "validate": 1, "media": 1, "package_entry": 1}, out
+
+
+def test_the_zip_serves_users_through_the_dataset_cli(run, tmp_path, capsys):
+    """What a user does with the download: list, show, extract, synthesise a new volume."""
+    from microlib.cli import main
+    from microlib.io import read_tif
+
+    wf, _ = run
+    archive = str(wf / "data/microlibDataset.zip")
+    assert main(["dataset", "list", archive]) == 0
+    listed = capsys.readouterr().out
+    assert "microstructure003" in listed and "microstructure005" in listed
+    assert main(["dataset", "list", archive, "--excluded"]) == 0
+    assert "uniqueness" in capsys.readouterr().out
+    assert main(["dataset", "show", archive, "microstructure005"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "microstructure005"
+    out = tmp_path / "new.tif"
+    assert main(["dataset", "synthesise", archive, "microstructure005", "--size", "32,32,64",
+                 "--seed", "3", "--out", str(out)]) == 0
+    vol = read_tif(out)
+    assert vol.shape == (32, 32, 64) and set(map(int, vol.ravel()[:4096])) <= {0, 1}
+    assert main(["dataset", "extract", archive, str(tmp_path / "x")]) == 0
+    assert any((tmp_path / "x").rglob("data_anns.json"))
+    assert any((tmp_path / "x").rglob("microstructure003_Gen.pt"))
