@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 import yaml
-from workflow_helpers import snakemake, workflow_copy
+from workflow_helpers import finished_jobs, snakemake, workflow_copy
 
 REDUCED = {
     "source": {"ids": "3,5,24"},
@@ -23,12 +23,6 @@ REDUCED = {
     "validate": {"tortuosity": False},
 }
 RUN = ("--cores", "2", "--configfile", "config/demo.yaml", "config/e2e.yaml")
-
-
-def ran_rules(log: str) -> list[str]:
-    """Rules of the jobs that ran, target-only rules (named targets, all) left out."""
-    rules = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
-    return sorted(r for r in rules if r != "all" and not r.startswith("microstructure"))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def test_deleting_one_cube_rebuilds_only_that_entry_by_name(run):
     (wf / f"data/microlibDataset/{name}/{name}.tif").unlink()
     proc = snakemake(wf, name, *RUN)
     log = proc.stdout + proc.stderr
-    assert ran_rules(log) == ["generate", "media", "package_entry", "validate"], log[-3000:]
+    assert sorted(finished_jobs(log)) == ["generate", "media", "package_entry", "validate"], log[-3000:]
     # every job that ran was for this entry
     wildcards = re.findall(r"^\s+wildcards: (.*)$", log, re.M)
     assert wildcards and all(w == f"name={name}" for w in wildcards), wildcards

@@ -185,7 +185,6 @@ def test_package_cli_entry_then_dataset(tmp_path):
     assert rc == 0
     files = sorted(p.name for p in (ds / name).iterdir())
     assert f"{name}_original.png" in files and f"{name}.tif" in files
-    # hard links where possible: no second copy of multi-GB model files
     packaged, volume = ds / name / f"{name}.tif", tmp_path / f"volumes/{name}.tif"
     assert packaged.read_bytes() == volume.read_bytes()
     assert not os.path.samefile(packaged, volume)  # a copy: Snakemake touches outputs

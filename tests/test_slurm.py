@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import ROOT, env, snakemake, workflow_copy
+from workflow_helpers import ROOT, env, finished_jobs, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slurm
 
@@ -70,12 +70,6 @@ def submitted(log: str) -> dict[int, int]:
     """snakemake job id -> SLURM job id, from the run's output."""
     return {int(a): int(b) for a, b in
             re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)}
-
-
-def finished_jobs(log: str) -> list[str]:
-    """Rules of the jobs Snakemake ran (targets without a command excluded)."""
-    return [r for r in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
-            if not r.startswith("microstructure") and r != "all"]
 
 
 @pytest.fixture(scope="module")

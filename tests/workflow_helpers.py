@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,3 +45,10 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1800,
             f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def finished_jobs(log: str) -> list[str]:
+    """Rules of the jobs a Snakemake run finished, in order; target-only rules (the named
+    ``microstructureNNN`` targets, ``all``) left out."""
+    return [r for r in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+            if not r.startswith("microstructure") and r != "all"]

@@ -153,6 +153,18 @@ def generator_geometry(gk: Sequence[int], gs: Sequence[int], gp: Sequence[int]) 
 # --------------------------------------------------------------------------- networks
 
 
+def _layer_lists(kind: str, k: Sequence[int], s: Sequence[int], p: Sequence[int],
+                 f: Sequence[int]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Kernel, stride, padding and channel lists as ints, checked for n, n, n, n+1 entries."""
+    k, s, p, f = (list(map(int, v)) for v in (k, s, p, f))
+    n = len(k)
+    if n < 1 or len(s) != n or len(p) != n or len(f) != n + 1:
+        raise MicrolibError(
+            f"{kind} layer lists disagree: {len(k)} kernels, {len(s)} strides, "
+            f"{len(p)} paddings, {len(f)} channel entries (need n, n, n, n+1)")
+    return k, s, p, f
+
+
 class Generator(nn.Module):
     """SliceGAN 3D generator: transposed convolutions, BatchNorm + ReLU between them.
 
@@ -180,12 +192,8 @@ class Generator(nn.Module):
     def __init__(self, gk: Sequence[int], gs: Sequence[int], gp: Sequence[int],
                  gf: Sequence[int], final: str = "softmax", check_rules: bool = True):
         super().__init__()
-        gk, gs, gp, gf = (list(map(int, v)) for v in (gk, gs, gp, gf))
+        gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
         n = len(gk)
-        if n < 1 or len(gs) != n or len(gp) != n or len(gf) != n + 1:
-            raise MicrolibError(
-                f"generator layer lists disagree: {len(gk)} kernels, {len(gs)} strides, "
-                f"{len(gp)} paddings, {len(gf)} channel entries (need n, n, n, n+1)")
         if final not in FINAL_ACTIVATIONS:
             raise MicrolibError(f"unknown output activation {final!r} (use softmax or tanh)")
         if check_rules:
@@ -239,12 +247,8 @@ class Critic(nn.Module):
 
     def __init__(self, dk: Sequence[int], ds: Sequence[int], dp: Sequence[int], df: Sequence[int]):
         super().__init__()
-        dk, ds, dp, df = (list(map(int, v)) for v in (dk, ds, dp, df))
+        dk, ds, dp, df = _layer_lists("critic", dk, ds, dp, df)
         n = len(dk)
-        if n < 1 or len(ds) != n or len(dp) != n or len(df) != n + 1:
-            raise MicrolibError(
-                f"critic layer lists disagree: {len(dk)} kernels, {len(ds)} strides, "
-                f"{len(dp)} paddings, {len(df)} channel entries (need n, n, n, n+1)")
         self.dk, self.ds, self.dp, self.df = dk, ds, dp, df
         self.convs = nn.ModuleList(
             nn.Conv2d(df[i], df[i + 1], dk[i], ds[i], dp[i], bias=False) for i in range(n))
