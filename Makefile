@@ -35,11 +35,13 @@ test-slurm: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check microlib tests
+	$(BIN)/ruff format --check microlib tests
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix microlib tests
+	$(BIN)/ruff format microlib tests
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 bench: $(STAMP)

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 SCHEMA_VERSION = 1
-DATA_TYPES = ("twophase", "threephase", "nphase", "grayscale", "colour")
+
 FILTERS = ("isotropy", "representativity", "exposure", "quality")
 QUALITY_COMPONENTS = ("resolution", "edge_width", "blur", "contrast", "noise", "jpeg")
 # radii (px) at which the radial autocorrelation of the fingerprint is sampled
@@ -204,8 +204,16 @@ def _row_flatness(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]
     return med, frac
 
 
-def _edge_trim(rows: np.ndarray, *, tol: float, line_frac: float, band_bg_frac: float,
-               band_contrast: float, max_band_frac: float, margin: int) -> tuple[int, int]:
+def _edge_trim(
+    rows: np.ndarray,
+    *,
+    tol: float,
+    line_frac: float,
+    band_bg_frac: float,
+    band_contrast: float,
+    max_band_frac: float,
+    margin: int,
+) -> tuple[int, int]:
     """Rows to remove from the start of ``rows`` (index 0 = image edge).
 
     Returns ``(n_removed, band_rows)`` where ``band_rows`` is the height of an info band
@@ -245,7 +253,9 @@ def _edge_trim(rows: np.ndarray, *, tol: float, line_frac: float, band_bg_frac: 
     # (text covers a minority of each row), ending in `margin` constant rows on the data
     # side, and clearly flatter than the data rows just inside it. The last condition
     # keeps a micrograph with a dominant flat phase from being read as one big band.
-    candidates = [b for b in range(k + margin + 1, limit + 1) if b < n and is_flat[b - margin:b].all()]
+    candidates = [
+        b for b in range(k + margin + 1, limit + 1) if b < n and is_flat[b - margin : b].all()
+    ]
     cache: dict[int, np.ndarray] = {}
     sub = rows[: min(n, 3 * limit + 2)]
     for b in sorted(candidates, reverse=True):
@@ -259,9 +269,9 @@ def _edge_trim(rows: np.ndarray, *, tol: float, line_frac: float, band_bg_frac: 
             continue
         # a printed band is noise-free: its margin rows, and a good part of all its rows,
         # are background to within tol (a noisy uniform grain is not)
-        if not (bg[b - margin:b] >= 0.98).all() or (inside >= 0.98).mean() < 0.25:
+        if not (bg[b - margin : b] >= 0.98).all() or (inside >= 0.98).mean() < 0.25:
             continue
-        data = bg[b: min(len(bg), 2 * b)]
+        data = bg[b : min(len(bg), 2 * b)]
         if len(data) == 0:
             continue
         if float(inside.mean()) - float(data.mean()) < band_contrast:
@@ -274,9 +284,16 @@ def _edge_trim(rows: np.ndarray, *, tol: float, line_frac: float, band_bg_frac: 
     return removed, band
 
 
-def detect_crop(image: np.ndarray, *, tol: float = 8.0, line_frac: float = 0.995,
-                band_bg_frac: float = 0.5, band_contrast: float = 0.3,
-                max_band_frac: float = 0.35, margin: int = 2) -> dict[str, Any]:
+def detect_crop(
+    image: np.ndarray,
+    *,
+    tol: float = 8.0,
+    line_frac: float = 0.995,
+    band_bg_frac: float = 0.5,
+    band_contrast: float = 0.3,
+    max_band_frac: float = 0.35,
+    margin: int = 2,
+) -> dict[str, Any]:
     """Find the data region of a raw micrograph.
 
     Strips, on every side, constant lines (frames, borders: rows or columns where at
@@ -320,8 +337,14 @@ def detect_crop(image: np.ndarray, *, tol: float = 8.0, line_frac: float = 0.995
     bands: dict[str, int] = {}
     for side, rows in views.items():
         removed[side], bands[side] = _edge_trim(
-            rows, tol=tol, line_frac=line_frac, band_bg_frac=band_bg_frac,
-            band_contrast=band_contrast, max_band_frac=max_band_frac, margin=margin)
+            rows,
+            tol=tol,
+            line_frac=line_frac,
+            band_bg_frac=band_bg_frac,
+            band_contrast=band_contrast,
+            max_band_frac=max_band_frac,
+            margin=margin,
+        )
     x0, x1 = removed["left"], w - removed["right"]
     y0, y1 = removed["top"], h - removed["bottom"]
     if x1 - x0 < 8 or y1 - y0 < 8:  # degenerate (e.g. a blank image): keep everything
@@ -329,10 +352,14 @@ def detect_crop(image: np.ndarray, *, tol: float = 8.0, line_frac: float = 0.995
         removed = {k: 0 for k in removed}
         bands = {k: 0 for k in bands}
     band_side = max(bands, key=lambda s: bands[s])
-    info_band = {"side": band_side, "size_px": int(removed[band_side])} if bands[band_side] else None
-    return {"box": [int(x0), int(y0), int(x1), int(y1)],
-            "removed": {k: int(v) for k, v in removed.items()},
-            "info_band": info_band}
+    info_band = (
+        {"side": band_side, "size_px": int(removed[band_side])} if bands[band_side] else None
+    )
+    return {
+        "box": [int(x0), int(y0), int(x1), int(y1)],
+        "removed": {k: int(v) for k, v in removed.items()},
+        "info_band": info_band,
+    }
 
 
 # --------------------------------------------------------------------------- scale bar
@@ -343,8 +370,17 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]
     return lab, ndimage.find_objects(lab)
 
 
-def _bar_candidates(grey: np.ndarray, level_mask: np.ndarray, *, min_len: int, max_len: int,
-                    min_height: int, max_height: int, min_aspect: float, min_fill: float) -> list[dict]:
+def _bar_candidates(
+    grey: np.ndarray,
+    level_mask: np.ndarray,
+    *,
+    min_len: int,
+    max_len: int,
+    min_height: int,
+    max_height: int,
+    min_aspect: float,
+    min_fill: float,
+) -> list[dict]:
     h, w = grey.shape
     # a horizontal opening keeps long straight runs (bars) and drops text and most blobs
     opened = ndimage.binary_opening(level_mask, structure=np.ones((1, max(3, min_len // 2)), bool))
@@ -355,7 +391,13 @@ def _bar_candidates(grey: np.ndarray, level_mask: np.ndarray, *, min_len: int, m
             continue
         ys, xs = sl
         bh, bw = ys.stop - ys.start, xs.stop - xs.start
-        if bw < min_len or bw > max_len or bh < min_height or bh > max_height or bw / bh < min_aspect:
+        if (
+            bw < min_len
+            or bw > max_len
+            or bh < min_height
+            or bh > max_height
+            or bw / bh < min_aspect
+        ):
             continue
         # a bar is drawn inside the picture; runs cut by the border are data
         if ys.start == 0 or xs.start == 0 or ys.stop == h or xs.stop == w:
@@ -370,7 +412,11 @@ def _bar_candidates(grey: np.ndarray, level_mask: np.ndarray, *, min_len: int, m
         col_full = float((comp.mean(axis=0) >= 0.9).mean())
         if row_full < 0.8 or col_full < 0.9:
             continue
-        inner = grey[sl][ndimage.binary_erosion(comp, iterations=1)] if min(bh, bw) > 2 else grey[sl][comp]
+        inner = (
+            grey[sl][ndimage.binary_erosion(comp, iterations=1)]
+            if min(bh, bw) > 2
+            else grey[sl][comp]
+        )
         if inner.size == 0:
             inner = grey[sl][comp]
         colour = float(np.median(inner))
@@ -382,7 +428,7 @@ def _bar_candidates(grey: np.ndarray, level_mask: np.ndarray, *, min_len: int, m
         y0, y1 = max(0, ys.start - 3), min(h, ys.stop + 3)
         x0, x1 = max(0, xs.start - 3), min(w, xs.stop + 3)
         ring = np.ones((y1 - y0, x1 - x0), bool)
-        ring[ys.start - y0: ys.stop - y0, xs.start - x0: xs.stop - x0] = False
+        ring[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = False
         around = grey[y0:y1, x0:x1][ring]
         same = float((np.abs(around - colour) <= 20).mean()) if around.size else 1.0
         if same > 0.5:
@@ -390,8 +436,14 @@ def _bar_candidates(grey: np.ndarray, level_mask: np.ndarray, *, min_len: int, m
         contrast = abs(colour - float(np.median(around)))
         if contrast < 40:
             continue
-        found.append({"bar_box": [int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)],
-                      "colour": colour, "fill": fill, "contrast": contrast})
+        found.append(
+            {
+                "bar_box": [int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)],
+                "colour": colour,
+                "fill": fill,
+                "contrast": contrast,
+            }
+        )
     return found
 
 
@@ -405,7 +457,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     wy0, wy1 = max(0, y0 - reach), min(h, y1 + reach)
     win = np.abs(grey[wy0:wy1, wx0:wx1] - colour) <= tol
     # the bar itself is not label
-    win[y0 - wy0: y1 - wy0, x0 - wx0: x1 - wx0] = False
+    win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = False
     lab, objs = _components(win)
     boxes = []
     for i, sl in enumerate(objs, start=1):
@@ -415,7 +467,9 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
         gh, gw = ys.stop - ys.start, xs.stop - xs.start
         size = int((lab[sl] == i).sum())
         # glyph-sized pieces that do not run off the search window (data features do)
-        touches = ys.start == 0 or xs.start == 0 or ys.stop == win.shape[0] or xs.stop == win.shape[1]
+        touches = (
+            ys.start == 0 or xs.start == 0 or ys.stop == win.shape[0] or xs.stop == win.shape[1]
+        )
         if size < 3 or gh > reach or gw > bw or touches:
             continue
         boxes.append((xs.start + wx0, ys.start + wy0, xs.stop + wx0, ys.stop + wy0, size))
@@ -428,20 +482,36 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     line = [b for b in boxes if b[1] < ref[3] and b[3] > ref[1]]
     if sum(b[4] for b in line) < 12:
         return None
-    return [int(min(b[0] for b in line)), int(min(b[1] for b in line)),
-            int(max(b[2] for b in line)), int(max(b[3] for b in line))]
+    return [
+        int(min(b[0] for b in line)),
+        int(min(b[1] for b in line)),
+        int(max(b[2] for b in line)),
+        int(max(b[3] for b in line)),
+    ]
 
 
 def _outside(box: list[int], crop_box: list[int]) -> bool:
     """True when ``box`` has no pixel inside ``crop_box`` (both [x0, y0, x1, y1])."""
-    return (box[2] <= crop_box[0] or box[0] >= crop_box[2]
-            or box[3] <= crop_box[1] or box[1] >= crop_box[3])
+    return (
+        box[2] <= crop_box[0]
+        or box[0] >= crop_box[2]
+        or box[3] <= crop_box[1]
+        or box[1] >= crop_box[3]
+    )
 
 
-def detect_scale_bar(image: np.ndarray, *, min_len_frac: float = 0.05,
-                     max_len_frac: float = 0.6, min_height: int = 3, max_height_frac: float = 0.06,
-                     min_aspect: float = 3.0, min_fill: float = 0.9, unlabelled_len_frac: float = 0.1,
-                     pad: int = 2) -> dict[str, Any] | None:
+def detect_scale_bar(
+    image: np.ndarray,
+    *,
+    min_len_frac: float = 0.05,
+    max_len_frac: float = 0.6,
+    min_height: int = 3,
+    max_height_frac: float = 0.06,
+    min_aspect: float = 3.0,
+    min_fill: float = 0.9,
+    unlabelled_len_frac: float = 0.1,
+    pad: int = 2,
+) -> dict[str, Any] | None:
     """Detect a scale bar (solid bar plus text label) in an image.
 
     Candidates are straight-sided, elongated, single-coloured rectangles (bright or
@@ -488,18 +558,31 @@ def detect_scale_bar(image: np.ndarray, *, min_len_frac: float = 0.05,
             level_mask = grey >= level if polarity == "bright" else grey <= level
             if not level_mask.any():
                 continue
-            cands = _bar_candidates(grey, level_mask, min_len=min_len, max_len=max_len,
-                                    min_height=min_height, max_height=max_height,
-                                    min_aspect=min_aspect, min_fill=min_fill)
+            cands = _bar_candidates(
+                grey,
+                level_mask,
+                min_len=min_len,
+                max_len=max_len,
+                min_height=min_height,
+                max_height=max_height,
+                min_aspect=min_aspect,
+                min_fill=min_fill,
+            )
             hit = False
             for c in cands:
                 bx0, by0, bx1, by1 = c["bar_box"]
                 tol = _bar_tolerance(grey, c["bar_box"], c["colour"], polarity)
                 label = _label_box(grey, c["bar_box"], c["colour"], tol)
-                if label is None and not ((bx1 - bx0) >= unlabelled_len_frac * w and (by1 - by0) >= 4):
+                if label is None and not (
+                    (bx1 - bx0) >= unlabelled_len_frac * w and (by1 - by0) >= 4
+                ):
                     continue
-                c.update(polarity=polarity, tolerance=tol, label_box=label,
-                         score=(bx1 - bx0) * (by1 - by0) * c["fill"] * (2.0 if label else 1.0))
+                c.update(
+                    polarity=polarity,
+                    tolerance=tol,
+                    label_box=label,
+                    score=(bx1 - bx0) * (by1 - by0) * c["fill"] * (2.0 if label else 1.0),
+                )
                 hit = True
                 if best is None or c["score"] > best["score"]:
                     best = c
@@ -510,11 +593,21 @@ def detect_scale_bar(image: np.ndarray, *, min_len_frac: float = 0.05,
     bx0, by0, bx1, by1 = best["bar_box"]
     label = best["label_box"]
     parts = [best["bar_box"]] + ([label] if label else [])
-    box = [min(p[0] for p in parts) - pad, min(p[1] for p in parts) - pad,
-           max(p[2] for p in parts) + pad, max(p[3] for p in parts) + pad]
-    return {"box": clip_box(box, grey.shape), "bar_box": best["bar_box"], "label_box": label,
-            "colour": round(best["colour"], 2), "tolerance": round(best["tolerance"], 2),
-            "polarity": best["polarity"], "length_px": int(bx1 - bx0)}
+    box = [
+        min(p[0] for p in parts) - pad,
+        min(p[1] for p in parts) - pad,
+        max(p[2] for p in parts) + pad,
+        max(p[3] for p in parts) + pad,
+    ]
+    return {
+        "box": clip_box(box, grey.shape),
+        "bar_box": best["bar_box"],
+        "label_box": label,
+        "colour": round(best["colour"], 2),
+        "tolerance": round(best["tolerance"], 2),
+        "polarity": best["polarity"],
+        "length_px": int(bx1 - bx0),
+    }
 
 
 def _bar_tolerance(grey: np.ndarray, bar_box: list[int], colour: float, polarity: str) -> float:
@@ -525,14 +618,20 @@ def _bar_tolerance(grey: np.ndarray, bar_box: list[int], colour: float, polarity
     """
     bx0, by0, bx1, by1 = bar_box
     outside = np.ones_like(grey, bool)
-    outside[max(0, by0 - 40): by1 + 40, max(0, bx0 - 40): bx1 + 40] = False
+    outside[max(0, by0 - 40) : by1 + 40, max(0, bx0 - 40) : bx1 + 40] = False
     data = grey[outside] if outside.any() else grey.ravel()
     extreme = np.percentile(data, 99.9) if polarity == "bright" else np.percentile(data, 0.1)
     return float(np.clip(abs(colour - extreme) * 0.8, 8.0, 100.0))
 
 
-def scale_bar_mask(image: np.ndarray, box: list[int] | None, colour: float | None,
-                   tolerance: float, dilation: int = 1, label_box: list[int] | None = None) -> np.ndarray:
+def scale_bar_mask(
+    image: np.ndarray,
+    box: list[int] | None,
+    colour: float | None,
+    tolerance: float,
+    dilation: int = 1,
+    label_box: list[int] | None = None,
+) -> np.ndarray:
     """Pixels to in-paint: those inside ``box`` within ``tolerance`` of the bar colour.
 
     As MicroLib, the thresholded pixels are dilated by ``dilation`` px (a 3x3 square per
@@ -577,13 +676,20 @@ def scale_bar_mask(image: np.ndarray, box: list[int] | None, colour: float | Non
         mask[y0:y1, x0:x1] = True
     else:
         mask[y0:y1, x0:x1] = np.abs(grey[y0:y1, x0:x1] - float(colour)) <= float(tolerance)
-        lb = clip_box([label_box[0] - 1, label_box[1] - 1, label_box[2] + 1, label_box[3] + 1],
-                      grey.shape) if label_box is not None else None
+        lb = (
+            clip_box(
+                [label_box[0] - 1, label_box[1] - 1, label_box[2] + 1, label_box[3] + 1], grey.shape
+            )
+            if label_box is not None
+            else None
+        )
         if lb is not None:
             lx0, ly0, lx1, ly1 = lb
             mask[ly0:ly1, lx0:lx1] = True
     if dilation > 0 and mask.any():
-        mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=int(dilation))
+        mask = ndimage.binary_dilation(
+            mask, structure=np.ones((3, 3), bool), iterations=int(dilation)
+        )
     return mask
 
 
@@ -636,7 +742,9 @@ def _hist(values: np.ndarray) -> np.ndarray:
     return np.bincount(v, minlength=256).astype(np.float64)
 
 
-def _class_stats(hist: np.ndarray, thresholds: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_stats(
+    hist: np.ndarray, thresholds: list[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights, means and variances of the classes a histogram splits into.
 
     A grey level ``g`` belongs to class ``np.digitize(g, thresholds)`` (values equal to a
@@ -689,13 +797,16 @@ def _otsu_thresholds(hist: np.ndarray, classes: int) -> list[float]:
             return []
         return [float((nz[i] + nz[i + 1]) / 2.0 + 0.5) for i in range(len(nz) - 1)][: classes - 1]
     # skimage's multi-Otsu works on (values, counts); thresholds are the last level of a class
-    th = threshold_multiotsu(hist=(hist[nz[0]: nz[-1] + 1], levels[nz[0]: nz[-1] + 1]), classes=classes)
+    th = threshold_multiotsu(
+        hist=(hist[nz[0] : nz[-1] + 1], levels[nz[0] : nz[-1] + 1]), classes=classes
+    )
     # as a digitize edge: values > th belong to the upper class
     return [float(t) + 0.5 for t in np.atleast_1d(th)]
 
 
-def refine_thresholds(hist: np.ndarray, thresholds: list[float], iterations: int = 10,
-                      smooth: float = 2.0) -> list[float]:
+def refine_thresholds(
+    hist: np.ndarray, thresholds: list[float], iterations: int = 10, smooth: float = 2.0
+) -> list[float]:
     """Move thresholds to the midpoints between the phases' modal grey levels.
 
     Optical blur spreads every phase boundary symmetrically between the two grey
@@ -723,7 +834,9 @@ def refine_thresholds(hist: np.ndarray, thresholds: list[float], iterations: int
     return [round(v, 3) for v in th]
 
 
-def class_modes(hist: np.ndarray, thresholds: list[float], smooth: float = 2.0) -> list[float] | None:
+def class_modes(
+    hist: np.ndarray, thresholds: list[float], smooth: float = 2.0
+) -> list[float] | None:
     """Modal grey level of each class of a 256-bin histogram split at ``thresholds``.
 
     Each class's part of the histogram is smoothed on its own (no leakage of a large
@@ -743,8 +856,14 @@ def class_modes(hist: np.ndarray, thresholds: list[float], smooth: float = 2.0) 
     return modes
 
 
-def illumination_field(grey: np.ndarray, thresholds: list[float], mask: np.ndarray | None = None,
-                       degree: int = 2, grid: int = 32, min_phase_fraction: float = 0.05) -> np.ndarray:
+def illumination_field(
+    grey: np.ndarray,
+    thresholds: list[float],
+    mask: np.ndarray | None = None,
+    degree: int = 2,
+    grid: int = 32,
+    min_phase_fraction: float = 0.05,
+) -> np.ndarray:
     """Estimate a slowly varying illumination offset from within-phase brightness drift.
 
     For every phase (pixels between the thresholds) a polynomial surface is fitted to
@@ -782,7 +901,9 @@ def illumination_field(grey: np.ndarray, thresholds: list[float], mask: np.ndarr
     return ndimage.gaussian_filter(surf[ys][:, xs], max(1.0, min(h, w) / (2.0 * surf.shape[0])))
 
 
-def interior_pixels(grey: np.ndarray, mask: np.ndarray | None = None, keep: float = 0.5) -> np.ndarray:
+def interior_pixels(
+    grey: np.ndarray, mask: np.ndarray | None = None, keep: float = 0.5
+) -> np.ndarray:
     """The flattest ``keep`` fraction of the pixels (smallest smoothed gradient).
 
     Phase boundaries, whose blurred grey levels fill the histogram between the phases,
@@ -798,7 +919,9 @@ def interior_pixels(grey: np.ndarray, mask: np.ndarray | None = None, keep: floa
     return valid & (gm <= cut)
 
 
-def _split_scores(hist: np.ndarray, max_phases: int) -> tuple[dict[int, list[float]], dict[str, float]]:
+def _split_scores(
+    hist: np.ndarray, max_phases: int
+) -> tuple[dict[int, list[float]], dict[str, float]]:
     seps: dict[str, float] = {}
     splits: dict[int, list[float]] = {}
     for k in range(2, max(2, min(4, int(max_phases))) + 1):
@@ -810,8 +933,9 @@ def _split_scores(hist: np.ndarray, max_phases: int) -> tuple[dict[int, list[flo
     return splits, seps
 
 
-def decide_data_type(image: np.ndarray, mask: np.ndarray | None = None,
-                     params: TypeParams | None = None) -> dict[str, Any]:
+def decide_data_type(
+    image: np.ndarray, mask: np.ndarray | None = None, params: TypeParams | None = None
+) -> dict[str, Any]:
     """Decide colour / n-phase / grayscale and, for n-phase, the thresholds.
 
     Colour when an RGB image has genuine chroma (:func:`chroma_score`); otherwise the
@@ -872,8 +996,12 @@ def decide_data_type(image: np.ndarray, mask: np.ndarray | None = None,
             if se[str(k)] > dec_seps.get(str(k), -1.0):
                 dec_splits[k], dec_seps[str(k)], dec_hists[k] = th_k, se[str(k)], hv
     dec_seps = dict(sorted(dec_seps.items()))
-    scores: dict[str, Any] = {"chroma": round(chroma, 3), "separability": dec_seps,
-                              "separability_all_pixels": seps, "gain": {}}
+    scores: dict[str, Any] = {
+        "chroma": round(chroma, 3),
+        "separability": dec_seps,
+        "separability_all_pixels": seps,
+        "gain": {},
+    }
     if illum is not None:
         scores["illumination_range"] = round(float(np.ptp(illum)), 3)
     out: dict[str, Any] = {"scores": scores}
@@ -900,7 +1028,9 @@ def decide_data_type(image: np.ndarray, mask: np.ndarray | None = None,
         out.update(data_type="colour", n_phases=3, thresholds=[], grey_values=None, fractions=None)
         return out
     if n == 1:
-        out.update(data_type="grayscale", n_phases=1, thresholds=[], grey_values=None, fractions=None)
+        out.update(
+            data_type="grayscale", n_phases=1, thresholds=[], grey_values=None, fractions=None
+        )
         return out
     # thresholds on the raw grey levels: the segment stage thresholds the raw image
     th = _otsu_thresholds(dec_hists[n], n) or splits.get(n) or dec_splits[n]
@@ -912,7 +1042,9 @@ def decide_data_type(image: np.ndarray, mask: np.ndarray | None = None,
     return out
 
 
-def phase_stats(grey: np.ndarray, thresholds: list[float], mask: np.ndarray | None = None) -> dict[str, list]:
+def phase_stats(
+    grey: np.ndarray, thresholds: list[float], mask: np.ndarray | None = None
+) -> dict[str, list]:
     """Grey mean and area fraction of each phase for given thresholds (mask excluded)."""
     values = _masked_values(np.asarray(grey, dtype=np.float64), mask)
     labels = np.digitize(values, np.asarray(thresholds, dtype=np.float64))
@@ -920,15 +1052,18 @@ def phase_stats(grey: np.ndarray, thresholds: list[float], mask: np.ndarray | No
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.bincount(labels, weights=values, minlength=k)
     means = np.divide(sums, counts, out=np.zeros(k), where=counts > 0)
-    return {"grey_values": [round(float(m), 2) for m in means],
-            "fractions": [round(float(c / max(counts.sum(), 1)), 5) for c in counts]}
+    return {
+        "grey_values": [round(float(m), 2) for m in means],
+        "fractions": [round(float(c / max(counts.sum(), 1)), 5) for c in counts],
+    }
 
 
 # --------------------------------------------------------------------------- autocorrelation
 
 
-def autocorrelation(image: np.ndarray, mask: np.ndarray | None = None,
-                    max_lag: int | None = None) -> np.ndarray:
+def autocorrelation(
+    image: np.ndarray, mask: np.ndarray | None = None, max_lag: int | None = None
+) -> np.ndarray:
     """Normalised autocovariance of a 2D field, computed by FFT without wrap-around.
 
     Masked pixels are left out properly: every lag is normalised by the number of
@@ -968,8 +1103,8 @@ def autocorrelation(image: np.ndarray, mask: np.ndarray | None = None,
     num = np.fft.fftshift(num)
     den = np.fft.fftshift(den)
     cy, cx = shape[0] // 2, shape[1] // 2
-    num = num[cy - lag: cy + lag + 1, cx - lag: cx + lag + 1]
-    den = den[cy - lag: cy + lag + 1, cx - lag: cx + lag + 1]
+    num = num[cy - lag : cy + lag + 1, cx - lag : cx + lag + 1]
+    den = den[cy - lag : cy + lag + 1, cx - lag : cx + lag + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         acov = num / den
     acov[den < 0.25 * n_valid] = np.nan
@@ -979,8 +1114,9 @@ def autocorrelation(image: np.ndarray, mask: np.ndarray | None = None,
     return acov / var
 
 
-def correlation_lengths(acf: np.ndarray, *, noise_correct: bool = False,
-                        n_directions: int = 8, level: float = _INV_E) -> dict[str, float]:
+def correlation_lengths(
+    acf: np.ndarray, *, noise_correct: bool = False, n_directions: int = 8, level: float = _INV_E
+) -> dict[str, float]:
     """Correlation lengths of a normalised autocovariance along several directions.
 
     The length along a direction is the lag where the autocovariance first falls below
@@ -1010,7 +1146,11 @@ def correlation_lengths(acf: np.ndarray, *, noise_correct: bool = False,
     c = np.array(acf, dtype=np.float64)
     if noise_correct:
         c1 = np.nanmean([c[lag, lag + 1], c[lag, lag - 1], c[lag + 1, lag], c[lag - 1, lag]])
-        c2 = np.nanmean([c[lag, lag + 2], c[lag, lag - 2], c[lag + 2, lag], c[lag - 2, lag]]) if lag >= 2 else c1
+        c2 = (
+            np.nanmean([c[lag, lag + 2], c[lag, lag - 2], c[lag + 2, lag], c[lag - 2, lag]])
+            if lag >= 2
+            else c1
+        )
         c0 = 2 * c1 - c2
         if np.isfinite(c0) and 0 < c0 < 1:
             c = c / c0
@@ -1022,7 +1162,9 @@ def correlation_lengths(acf: np.ndarray, *, noise_correct: bool = False,
     for t in angles:
         rows = lag - radii * math.sin(t)  # y axis points down; angle measured from +x
         cols = lag + radii * math.cos(t)
-        prof = ndimage.map_coordinates(np.nan_to_num(c, nan=-2.0), [rows, cols], order=1, mode="nearest")
+        prof = ndimage.map_coordinates(
+            np.nan_to_num(c, nan=-2.0), [rows, cols], order=1, mode="nearest"
+        )
         below = np.nonzero(prof < level)[0]
         if below.size == 0:
             lengths.append(float(radii[-1]))
@@ -1037,8 +1179,10 @@ def correlation_lengths(acf: np.ndarray, *, noise_correct: bool = False,
         lengths.append(float(radii[j - 1] + frac * (radii[j] - radii[j - 1])))
     L = np.maximum(np.asarray(lengths), 0.25)
     # least-squares ellipse in the quadratic form 1/L^2 = a cos^2 + 2b sin cos + c sin^2
-    design = np.stack([np.cos(angles) ** 2, 2 * np.sin(angles) * np.cos(angles), np.sin(angles) ** 2], axis=1)
-    coef, *_ = np.linalg.lstsq(design, 1.0 / L ** 2, rcond=None)
+    design = np.stack(
+        [np.cos(angles) ** 2, 2 * np.sin(angles) * np.cos(angles), np.sin(angles) ** 2], axis=1
+    )
+    coef, *_ = np.linalg.lstsq(design, 1.0 / L**2, rcond=None)
     q = np.array([[coef[0], coef[1]], [coef[1], coef[2]]])
     evals, evecs = np.linalg.eigh(q)
     if evals[0] > 0:
@@ -1051,15 +1195,21 @@ def correlation_lengths(acf: np.ndarray, *, noise_correct: bool = False,
     # the ellipse cannot be more extreme than the measurements it was fitted to
     major = float(min(major, L.max()))
     minor = float(max(minor, L.min()))
-    return {"x": round(float(L[0]), 3), "y": round(float(L[n_directions // 2]), 3),
-            "major": round(major, 3), "minor": round(minor, 3), "longest": round(float(L.max()), 3),
-            "angle_deg": round(angle, 1), "censored": bool(censored)}
+    return {
+        "x": round(float(L[0]), 3),
+        "y": round(float(L[n_directions // 2]), 3),
+        "major": round(major, 3),
+        "minor": round(minor, 3),
+        "longest": round(float(L.max()), 3),
+        "angle_deg": round(angle, 1),
+        "censored": bool(censored),
+    }
 
 
 def radial_profile(acf: np.ndarray, radii: tuple[int, ...] = FINGERPRINT_RADII) -> list[float]:
     """Mean autocovariance on rings of the given radii (NaN-free, clipped to the window)."""
     lag = acf.shape[0] // 2
-    yy, xx = np.mgrid[-lag: lag + 1, -lag: lag + 1]
+    yy, xx = np.mgrid[-lag : lag + 1, -lag : lag + 1]
     rr = np.hypot(yy, xx)
     out = []
     for r in radii:
@@ -1072,12 +1222,13 @@ def radial_profile(acf: np.ndarray, radii: tuple[int, ...] = FINGERPRINT_RADII) 
 
 
 def _poly_design(yv: np.ndarray, xv: np.ndarray, degree: int) -> np.ndarray:
-    cols = [xv ** a * yv ** b for a in range(degree + 1) for b in range(degree + 1 - a)]
+    cols = [xv**a * yv**b for a in range(degree + 1) for b in range(degree + 1 - a)]
     return np.stack(cols, axis=1)
 
 
-def _trend_surface(g: np.ndarray, valid: np.ndarray, degree: int, grid: int,
-                   min_count: int = 4) -> np.ndarray | None:
+def _trend_surface(
+    g: np.ndarray, valid: np.ndarray, degree: int, grid: int, min_count: int = 4
+) -> np.ndarray | None:
     """Weighted polynomial fit to block means of the valid pixels; surface on a grid."""
     h, w = g.shape
     ny, nx = min(grid, h), min(grid, w)
@@ -1086,7 +1237,9 @@ def _trend_surface(g: np.ndarray, valid: np.ndarray, degree: int, grid: int,
     # block sums through cumulative sums (no Python loop over pixels)
     gv = np.where(valid, g, 0.0)
     s_sum = np.add.reduceat(np.add.reduceat(gv, ey[:-1], axis=0), ex[:-1], axis=1)
-    s_cnt = np.add.reduceat(np.add.reduceat(valid.astype(np.float64), ey[:-1], axis=0), ex[:-1], axis=1)
+    s_cnt = np.add.reduceat(
+        np.add.reduceat(valid.astype(np.float64), ey[:-1], axis=0), ex[:-1], axis=1
+    )
     cy = ((ey[:-1] + ey[1:]) / 2.0 / h - 0.5)[:, None] * np.ones((1, nx))
     cx = np.ones((ny, 1)) * ((ex[:-1] + ex[1:]) / 2.0 / w - 0.5)[None, :]
     ok = s_cnt >= min_count
@@ -1095,12 +1248,20 @@ def _trend_surface(g: np.ndarray, valid: np.ndarray, degree: int, grid: int,
         return None
     vals = s_sum[ok] / s_cnt[ok]
     sw = np.sqrt(s_cnt[ok])
-    coef, *_ = np.linalg.lstsq(_poly_design(cy[ok], cx[ok], degree) * sw[:, None], vals * sw, rcond=None)
+    coef, *_ = np.linalg.lstsq(
+        _poly_design(cy[ok], cx[ok], degree) * sw[:, None], vals * sw, rcond=None
+    )
     return (_poly_design(cy.ravel(), cx.ravel(), degree) @ coef).reshape(ny, nx)
 
 
-def trend_score(grey: np.ndarray, mask: np.ndarray | None = None, thresholds: list[float] | None = None,
-                degree: int = 2, grid: int = 32, min_phase_fraction: float = 0.05) -> dict[str, float]:
+def trend_score(
+    grey: np.ndarray,
+    mask: np.ndarray | None = None,
+    thresholds: list[float] | None = None,
+    degree: int = 2,
+    grid: int = 32,
+    min_phase_fraction: float = 0.05,
+) -> dict[str, float]:
     """Large-scale illumination trend relative to the image contrast (even exposure).
 
     A polynomial surface of ``degree`` is fitted (least squares, mask excluded) to block
@@ -1185,7 +1346,9 @@ def noise_sigma(grey: np.ndarray, thresholds: list[float] | None = None) -> floa
     resp = np.abs(ndimage.convolve(g, kern, mode="reflect")[1:-1, 1:-1])
     if thresholds:
         lab = np.digitize(g, np.asarray(thresholds, dtype=np.float64))
-        same = (ndimage.maximum_filter(lab, size=3) == ndimage.minimum_filter(lab, size=3))[1:-1, 1:-1]
+        same = (ndimage.maximum_filter(lab, size=3) == ndimage.minimum_filter(lab, size=3))[
+            1:-1, 1:-1
+        ]
         if same.sum() >= 100:
             return float(math.sqrt(math.pi / 2.0) * resp[same].mean() / 6.0)
     return float(np.median(resp) / (0.6745 * 6.0))
@@ -1252,7 +1415,9 @@ def edge_width(grey: np.ndarray, thresholds: list[float], mask: np.ndarray | Non
     return trans / length / 1.349
 
 
-def analysis_image(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | None = None) -> np.ndarray:
+def analysis_image(
+    image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | None = None
+) -> np.ndarray:
     """The field whose statistics the filters measure.
 
     n-phase: the phase labels mapped to their grey values (the field SliceGAN will be
@@ -1266,8 +1431,12 @@ def analysis_image(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | 
     return grey
 
 
-def filter_scores(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | None = None,
-                  raw_grey: np.ndarray | None = None) -> dict[str, Any]:
+def filter_scores(
+    image: np.ndarray,
+    typed: dict[str, Any],
+    mask: np.ndarray | None = None,
+    raw_grey: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Scores of the per-image exclusion filters (no thresholds applied).
 
     Parameters
@@ -1299,12 +1468,19 @@ def filter_scores(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | N
         # the longest directional length: conservative for elongated features
         rep = min(h, w) / max(cl["longest"], 1e-6)
     else:  # a constant image has no correlation structure at all
-        cl = {"x": None, "y": None, "major": None, "minor": None, "longest": None, "angle_deg": None,
-              "censored": True}
+        cl = {
+            "x": None,
+            "y": None,
+            "major": None,
+            "minor": None,
+            "longest": None,
+            "angle_deg": None,
+            "censored": True,
+        }
         iso, rep = float("nan"), 0.0
     trend = trend_score(grey, mask, typed.get("thresholds") or None)
     values = _masked_values(grey, mask)
-    p1, p99 = (np.percentile(values, [1, 99]) if values.size else (0.0, 0.0))
+    p1, p99 = np.percentile(values, [1, 99]) if values.size else (0.0, 0.0)
     contrast = float(p99 - p1)
     sigma = noise_sigma(grey, typed.get("thresholds") or None)
     phased = bool(typed.get("thresholds"))
@@ -1312,11 +1488,18 @@ def filter_scores(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | N
     # a no-reference blur score (content-dependent: smooth textures score higher)
     # (after flat-field correction: an illumination drift moves the phases' grey levels
     # and would read as wide transitions)
-    ew = edge_width(grey - illumination_field(grey, typed["thresholds"], mask), typed["thresholds"], mask) \
-        if phased else None
+    ew = (
+        edge_width(
+            grey - illumination_field(grey, typed["thresholds"], mask), typed["thresholds"], mask
+        )
+        if phased
+        else None
+    )
     quality = {
         "resolution": float(min(h, w)),
-        "edge_width": (round(ew, 4) if ew is not None and math.isfinite(ew) else float("nan")) if phased else None,
+        "edge_width": (round(ew, 4) if ew is not None and math.isfinite(ew) else float("nan"))
+        if phased
+        else None,
         "blur": None if phased else round(blur_score(grey), 4),
         "contrast": round(contrast, 3),
         "noise": round(sigma / contrast, 4) if contrast > 1e-6 else float("inf"),
@@ -1324,12 +1507,21 @@ def filter_scores(image: np.ndarray, typed: dict[str, Any], mask: np.ndarray | N
     }
     ratio_xy = (cl["x"] / cl["y"]) if cl.get("x") and cl.get("y") else None
     return {
-        "isotropy": {"score": round(iso, 4) if np.isfinite(iso) else float("nan"),
-                     "detail": {"corr_len_px": cl, "ratio_x_over_y": round(ratio_xy, 4) if ratio_xy else None}},
-        "representativity": {"score": round(rep, 3),
-                             "detail": {"longest_corr_len_px": cl.get("longest"), "short_side_px": int(min(h, w))}},
-        "exposure": {"score": trend["score"], "detail": {"trend_range": trend["trend_range"],
-                                                         "contrast": trend["contrast"]}},
+        "isotropy": {
+            "score": round(iso, 4) if np.isfinite(iso) else float("nan"),
+            "detail": {
+                "corr_len_px": cl,
+                "ratio_x_over_y": round(ratio_xy, 4) if ratio_xy else None,
+            },
+        },
+        "representativity": {
+            "score": round(rep, 3),
+            "detail": {"longest_corr_len_px": cl.get("longest"), "short_side_px": int(min(h, w))},
+        },
+        "exposure": {
+            "score": trend["score"],
+            "detail": {"trend_range": trend["trend_range"], "contrast": trend["contrast"]},
+        },
         "quality": {"components": quality, "detail": {"noise_sigma": round(sigma, 3)}},
         "acf": acf,
     }
@@ -1383,7 +1575,9 @@ def _json_number(x: Any) -> float | None:
     return round(float(x), 6) if _finite(x) else None
 
 
-def evaluate_filters(scores: dict[str, Any], thresholds: FilterThresholds) -> tuple[dict[str, Any], list[str]]:
+def evaluate_filters(
+    scores: dict[str, Any], thresholds: FilterThresholds
+) -> tuple[dict[str, Any], list[str]]:
     """Apply thresholds to filter scores.
 
     Parameters
@@ -1412,8 +1606,14 @@ def evaluate_filters(scores: dict[str, Any], thresholds: FilterThresholds) -> tu
         s = entry.get("score")
         t = float(getattr(thresholds, attr))
         ok = _passes(s, comp, t)
-        filters[name] = {"score": _json_number(s), "threshold": t, "comparison": comp,
-                         "passed": bool(ok), "assessed": True, "detail": entry.get("detail", {})}
+        filters[name] = {
+            "score": _json_number(s),
+            "threshold": t,
+            "comparison": comp,
+            "passed": bool(ok),
+            "assessed": True,
+            "detail": entry.get("detail", {}),
+        }
         if name == "isotropy" and not rep_ok:
             # with only a few correlation lengths in view the lengths' ratio is noise:
             # isotropy cannot be judged (representativity already excludes the image)
@@ -1431,8 +1631,13 @@ def evaluate_filters(scores: dict[str, Any], thresholds: FilterThresholds) -> tu
             s = s.get("score")
         t = float(getattr(thresholds, attr))
         if s is None:  # not applicable to this data type
-            qcomp[name] = {"score": None, "threshold": t, "comparison": comp, "passed": None,
-                           "applicable": False}
+            qcomp[name] = {
+                "score": None,
+                "threshold": t,
+                "comparison": comp,
+                "passed": None,
+                "applicable": False,
+            }
             continue
         ok = _passes(s, comp, t)
         if _finite(s):
@@ -1441,13 +1646,24 @@ def evaluate_filters(scores: dict[str, Any], thresholds: FilterThresholds) -> tu
         else:
             bad = 1e6
         worst = max(worst, bad)
-        qcomp[name] = {"score": _json_number(s), "threshold": t, "comparison": comp, "passed": bool(ok),
-                       "applicable": True}
+        qcomp[name] = {
+            "score": _json_number(s),
+            "threshold": t,
+            "comparison": comp,
+            "passed": bool(ok),
+            "applicable": True,
+        }
         if not ok:
             failed.append(_fail_phrase(name, s, comp, t))
-    filters["quality"] = {"score": round(min(worst, 1e6), 4), "threshold": 1.0, "comparison": "<=",
-                          "passed": not failed, "assessed": True, "components": qcomp,
-                          "detail": (scores.get("quality") or {}).get("detail", {})}
+    filters["quality"] = {
+        "score": round(min(worst, 1e6), 4),
+        "threshold": 1.0,
+        "comparison": "<=",
+        "passed": not failed,
+        "assessed": True,
+        "components": qcomp,
+        "detail": (scores.get("quality") or {}).get("detail", {}),
+    }
     if failed:
         reasons.append("quality: " + "; ".join(failed))
     return filters, reasons
@@ -1476,7 +1692,9 @@ def scores_from_filters(filters: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def thresholds_from_filters(filters: dict[str, Any], base: FilterThresholds | None = None) -> FilterThresholds:
+def thresholds_from_filters(
+    filters: dict[str, Any], base: FilterThresholds | None = None
+) -> FilterThresholds:
     """The thresholds an annotation was evaluated with (``base`` fills the gaps)."""
     values: dict[str, Any] = {}
     for name, (attr, _, _) in _FILTER_RULES.items():
@@ -1494,8 +1712,9 @@ def thresholds_from_filters(filters: dict[str, Any], base: FilterThresholds | No
 # --------------------------------------------------------------------------- fingerprint, metadata
 
 
-def fingerprint(image: np.ndarray, typed: dict[str, Any], acf: np.ndarray,
-                mask: np.ndarray | None = None) -> dict[str, Any]:
+def fingerprint(
+    image: np.ndarray, typed: dict[str, Any], acf: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, Any]:
     """Statistical descriptor of a micrograph for the uniqueness check.
 
     A normalised grey histogram (``FINGERPRINT_BINS`` bins over 0..255), the radial
@@ -1507,10 +1726,12 @@ def fingerprint(image: np.ndarray, typed: dict[str, Any], acf: np.ndarray,
     hist, _ = np.histogram(values, bins=FINGERPRINT_BINS, range=(0.0, 256.0))
     hist = hist.astype(np.float64) / max(hist.sum(), 1)
     centre = np.isfinite(acf[acf.shape[0] // 2, acf.shape[1] // 2])
-    return {"histogram": [round(float(x), 5) for x in hist],
-            "radial_acf": radial_profile(acf) if centre else [0.0] * len(FINGERPRINT_RADII),
-            "radii_px": list(FINGERPRINT_RADII),
-            "fractions": typed.get("fractions")}
+    return {
+        "histogram": [round(float(x), 5) for x in hist],
+        "radial_acf": radial_profile(acf) if centre else [0.0] * len(FINGERPRINT_RADII),
+        "radii_px": list(FINGERPRINT_RADII),
+        "fractions": typed.get("fractions"),
+    }
 
 
 def fingerprint_distance(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -1596,7 +1817,23 @@ def metadata_summary(meta: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-_STOP = {"a", "an", "the", "of", "in", "and", "with", "at", "on", "for", "to", "by", "from", "wt", "at%"}
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "and",
+    "with",
+    "at",
+    "on",
+    "for",
+    "to",
+    "by",
+    "from",
+    "wt",
+    "at%",
+}
 
 
 def _tokens(text: str) -> set[str]:
@@ -1618,11 +1855,38 @@ def metadata_similarity(a: dict[str, str], b: dict[str, str]) -> float:
 
 # words in a record that hint at a failed criterion (hints only: never a verdict)
 _HINT_WORDS = {
-    "isotropy": ("rolled", "drawn", "extruded", "directional", "directionally", "columnar", "aligned",
-                 "unidirectional", "fibre", "fiber", "fibres", "fibers", "lamellar", "textured",
-                 "elongated", "longitudinal", "transverse", "banded", "banding", "weld"),
-    "representativity": ("single crystal", "single grain", "bicrystal", "one grain", "macrograph",
-                         "fracture surface", "whole sample", "cross-section of a"),
+    "isotropy": (
+        "rolled",
+        "drawn",
+        "extruded",
+        "directional",
+        "directionally",
+        "columnar",
+        "aligned",
+        "unidirectional",
+        "fibre",
+        "fiber",
+        "fibres",
+        "fibers",
+        "lamellar",
+        "textured",
+        "elongated",
+        "longitudinal",
+        "transverse",
+        "banded",
+        "banding",
+        "weld",
+    ),
+    "representativity": (
+        "single crystal",
+        "single grain",
+        "bicrystal",
+        "one grain",
+        "macrograph",
+        "fracture surface",
+        "whole sample",
+        "cross-section of a",
+    ),
     "exposure": ("vignetting", "uneven", "shadow"),
     "quality": ("low resolution", "out of focus", "blurred", "scanned", "photocopy"),
 }
@@ -1630,8 +1894,10 @@ _HINT_WORDS = {
 
 def metadata_hints(summary: dict[str, str]) -> list[dict[str, str]]:
     """Criteria the record's own words hint at, for a curator's attention."""
-    text = " ".join(summary.get(k, "") for k in ("brief_description", "keywords", "further_information",
-                                                   "technique")).lower()
+    text = " ".join(
+        summary.get(k, "")
+        for k in ("brief_description", "keywords", "further_information", "technique")
+    ).lower()
     hints = []
     for crit, words in _HINT_WORDS.items():
         for wd in words:
@@ -1650,11 +1916,14 @@ def _merge_source(manual: list[str], auto_fields: int) -> str:
     return "manual" if auto_fields == 0 else "mixed"
 
 
-def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
-                   curation: dict[str, Any] | None = None,
-                   thresholds: FilterThresholds | None = None,
-                   type_params: TypeParams | None = None,
-                   entry: str | None = None) -> dict[str, Any]:
+def annotate_image(
+    image: np.ndarray,
+    meta: dict[str, Any] | None = None,
+    curation: dict[str, Any] | None = None,
+    thresholds: FilterThresholds | None = None,
+    type_params: TypeParams | None = None,
+    entry: str | None = None,
+) -> dict[str, Any]:
     """Annotate one raw micrograph (everything MicroLib's GUI and judgement did by hand).
 
     Parameters
@@ -1704,9 +1973,15 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
     if cur.get("crop") is not None:
         box = clip_box(cur["crop"], arr.shape)
         if box is None:
-            raise MicrolibError(f"curated crop {cur['crop']} lies outside the {w}x{h} image", entry=entry)
-        crop = {"box": box, "removed": {"top": box[1], "bottom": h - box[3], "left": box[0], "right": w - box[2]},
-                "info_band": None, "source": "manual"}
+            raise MicrolibError(
+                f"curated crop {cur['crop']} lies outside the {w}x{h} image", entry=entry
+            )
+        crop = {
+            "box": box,
+            "removed": {"top": box[1], "bottom": h - box[3], "left": box[0], "right": w - box[2]},
+            "info_band": None,
+            "source": "manual",
+        }
         manual.append("crop")
     else:
         crop = detect_crop(arr)
@@ -1719,41 +1994,75 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
     # scale bar (annotation boxes in raw coordinates)
     sb_cur = cur.get("scale_bar")
     if isinstance(sb_cur, str) and sb_cur.strip().lower() == "none":
-        bar = {"present": False, "box": None, "bar_box": None, "label_box": None, "colour": None,
-               "tolerance": None, "length_px": None, "source": "manual"}
+        bar = {
+            "present": False,
+            "box": None,
+            "bar_box": None,
+            "label_box": None,
+            "colour": None,
+            "tolerance": None,
+            "length_px": None,
+            "source": "manual",
+        }
         manual.append("scale_bar")
     elif isinstance(sb_cur, dict):
         box = clip_box(sb_cur["box"], arr.shape)
         if box is None:
-            raise MicrolibError(f"curated scale-bar box {sb_cur['box']} lies outside the image", entry=entry)
+            raise MicrolibError(
+                f"curated scale-bar box {sb_cur['box']} lies outside the image", entry=entry
+            )
         colour = sb_cur.get("colour")
-        bar = {"present": True, "box": box, "bar_box": sb_cur.get("bar_box"), "label_box": None,
-               "colour": None if colour is None else float(colour),
-               "tolerance": float(sb_cur.get("tolerance", 40.0)),
-               "length_px": sb_cur.get("length_px") or (box[2] - box[0]), "source": "manual"}
+        bar = {
+            "present": True,
+            "box": box,
+            "bar_box": sb_cur.get("bar_box"),
+            "label_box": None,
+            "colour": None if colour is None else float(colour),
+            "tolerance": float(sb_cur.get("tolerance", 40.0)),
+            "length_px": sb_cur.get("length_px") or (box[2] - box[0]),
+            "source": "manual",
+        }
         manual.append("scale_bar")
     else:
         found = detect_scale_bar(cropped)
         n_auto += 1
         if found is None:
-            bar = {"present": False, "box": None, "bar_box": None, "label_box": None, "colour": None,
-                   "tolerance": None, "length_px": None, "source": "auto"}
+            bar = {
+                "present": False,
+                "box": None,
+                "bar_box": None,
+                "label_box": None,
+                "colour": None,
+                "tolerance": None,
+                "length_px": None,
+                "source": "auto",
+            }
             # a bar in a band the crop removed needs no in-painting, but its length still
             # turns a curated scale_bar_um into a voxel size
             if crop["box"] != [0, 0, w, h]:
                 outside = detect_scale_bar(arr)
                 if outside is not None and _outside(outside["bar_box"], list(crop["box"])):
-                    bar["outside_crop"] = {"bar_box": outside["bar_box"],
-                                           "length_px": outside["length_px"]}
+                    bar["outside_crop"] = {
+                        "bar_box": outside["bar_box"],
+                        "length_px": outside["length_px"],
+                    }
                     bar["length_px"] = outside["length_px"]
         else:
+
             def shift(b: list[int] | None) -> list[int] | None:
                 return None if b is None else [b[0] + cx0, b[1] + cy0, b[2] + cx0, b[3] + cy0]
 
-            bar = {"present": True, "box": shift(found["box"]), "bar_box": shift(found["bar_box"]),
-                   "label_box": shift(found["label_box"]), "colour": found["colour"],
-                   "tolerance": found["tolerance"], "length_px": found["length_px"],
-                   "polarity": found["polarity"], "source": "auto"}
+            bar = {
+                "present": True,
+                "box": shift(found["box"]),
+                "bar_box": shift(found["bar_box"]),
+                "label_box": shift(found["label_box"]),
+                "colour": found["colour"],
+                "tolerance": found["tolerance"],
+                "length_px": found["length_px"],
+                "polarity": found["polarity"],
+                "source": "auto",
+            }
     bar["dilation_px"] = 1
     if bar["present"]:
         mask = scale_bar_mask(cropped, **bar_mask_args(bar, crop["box"]))
@@ -1765,7 +2074,11 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
     # data type and phases
     typed = decide_data_type(cropped, mask_or_none, tp)
     grey_c = to_grey(cropped)
-    if cur.get("data_type") is not None or cur.get("phases") is not None or cur.get("thresholds") is not None:
+    if (
+        cur.get("data_type") is not None
+        or cur.get("phases") is not None
+        or cur.get("thresholds") is not None
+    ):
         dtype = cur.get("data_type")
         thr = None
         if cur.get("thresholds") is not None:
@@ -1775,28 +2088,49 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
             # MicroLib: thresholds are the midpoints between clicked phase grey levels
             thr = [(a + b) / 2.0 for a, b in zip(ph[:-1], ph[1:], strict=True)]
         if dtype is None:
-            dtype = {1: "twophase", 2: "threephase"}.get(len(thr or []), "nphase") if thr else typed["data_type"]
+            dtype = (
+                {1: "twophase", 2: "threephase"}.get(len(thr or []), "nphase")
+                if thr
+                else typed["data_type"]
+            )
         if dtype in ("twophase", "threephase", "nphase"):
             if thr is None:
                 thr = typed["thresholds"] if typed["thresholds"] else None
             if not thr:
-                raise MicrolibError(f"curated data_type {dtype} needs phases or thresholds "
-                                    "(the image does not split automatically)", entry=entry)
+                raise MicrolibError(
+                    f"curated data_type {dtype} needs phases or thresholds "
+                    "(the image does not split automatically)",
+                    entry=entry,
+                )
             if any(b <= a for a, b in zip(thr[:-1], thr[1:], strict=True)):
-                raise MicrolibError(f"curated phases/thresholds give thresholds {thr} that are not "
-                                    "strictly ascending (two phases with one grey level?)", entry=entry)
+                raise MicrolibError(
+                    f"curated phases/thresholds give thresholds {thr} that are not "
+                    "strictly ascending (two phases with one grey level?)",
+                    entry=entry,
+                )
             n = len(thr) + 1
             want = {"twophase": 2, "threephase": 3}.get(dtype)
             if want is not None and n != want:
-                raise MicrolibError(f"curated data_type {dtype} but {n} phases from the curated "
-                                    "phases/thresholds", entry=entry)
+                raise MicrolibError(
+                    f"curated data_type {dtype} but {n} phases from the curated phases/thresholds",
+                    entry=entry,
+                )
             stats = phase_stats(grey_c, thr, mask_or_none)
-            typed.update(data_type=dtype, n_phases=n, thresholds=[round(t, 3) for t in thr], **stats)
+            typed.update(
+                data_type=dtype, n_phases=n, thresholds=[round(t, 3) for t in thr], **stats
+            )
         elif dtype in ("grayscale", "colour"):
             if dtype == "colour" and arr.ndim != 3:
-                raise MicrolibError("curated data_type colour but the image is single-channel", entry=entry)
-            typed.update(data_type=dtype, n_phases=3 if dtype == "colour" else 1, thresholds=[],
-                         grey_values=None, fractions=None)
+                raise MicrolibError(
+                    "curated data_type colour but the image is single-channel", entry=entry
+                )
+            typed.update(
+                data_type=dtype,
+                n_phases=3 if dtype == "colour" else 1,
+                thresholds=[],
+                grey_values=None,
+                fractions=None,
+            )
         else:
             raise MicrolibError(f"unknown curated data_type {dtype!r}", entry=entry)
         manual.append("data_type")
@@ -1818,7 +2152,9 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
         manual.append("voxel_size_um")
     elif cur.get("scale_bar_um") is not None:
         if not bar.get("length_px"):
-            raise MicrolibError("curated scale_bar_um but no scale bar length is known", entry=entry)
+            raise MicrolibError(
+                "curated scale_bar_um but no scale bar length is known", entry=entry
+            )
         voxel = float(cur["scale_bar_um"]) / float(bar["length_px"])
         manual.append("voxel_size_um")
 
@@ -1846,9 +2182,15 @@ def annotate_image(image: np.ndarray, meta: dict[str, Any] | None = None,
         "scale_bar": bar,
         "data_type": typed["data_type"],
         "n_phases": int(typed["n_phases"]),
-        "phases": (None if not typed["thresholds"] else
-                   {"thresholds": typed["thresholds"], "grey_values": typed["grey_values"],
-                    "fractions": typed["fractions"]}),
+        "phases": (
+            None
+            if not typed["thresholds"]
+            else {
+                "thresholds": typed["thresholds"],
+                "grey_values": typed["grey_values"],
+                "fractions": typed["fractions"],
+            }
+        ),
         "type_scores": typed["scores"],
         "voxel_size_um": voxel,
         "filters": filters,
@@ -1875,9 +2217,13 @@ def bar_mask_args(bar: dict[str, Any], crop_box: list[int]) -> dict[str, Any]:
     def shift(b: list[int] | None) -> list[int] | None:
         return None if b is None else [b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0]
 
-    return {"box": shift(bar.get("box")), "colour": bar.get("colour"),
-            "tolerance": float(bar.get("tolerance") or 0.0), "label_box": shift(bar.get("label_box")),
-            "dilation": int(bar.get("dilation_px", 1))}
+    return {
+        "box": shift(bar.get("box")),
+        "colour": bar.get("colour"),
+        "tolerance": float(bar.get("tolerance") or 0.0),
+        "label_box": shift(bar.get("label_box")),
+        "dilation": int(bar.get("dilation_px", 1)),
+    }
 
 
 def unreadable_annotation(reason: str) -> dict[str, Any]:
@@ -1910,7 +2256,9 @@ def unreadable_annotation(reason: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- selection
 
 
-def reevaluate(annotation: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[bool, list[str], list[str]]:
+def reevaluate(
+    annotation: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> tuple[bool, list[str], list[str]]:
     """Re-decide one annotation's per-image verdict, optionally with other thresholds.
 
     Thresholds not overridden stay those the annotation was made with, so a bare
@@ -1925,8 +2273,9 @@ def reevaluate(annotation: dict[str, Any], overrides: dict[str, Any] | None = No
     """
     if not annotation.get("readable", True):
         return False, list(annotation.get("reasons") or ["unreadable image"]), ["unreadable"]
-    base = thresholds_from_filters(annotation.get("filters") or {},
-                                   FilterThresholds().updated(annotation.get("thresholds")))
+    base = thresholds_from_filters(
+        annotation.get("filters") or {}, FilterThresholds().updated(annotation.get("thresholds"))
+    )
     th = base.updated(overrides)
     filters, reasons = evaluate_filters(scores_from_filters(annotation.get("filters") or {}), th)
     criteria = [name for name in FILTERS if filters[name]["passed"] is False]
@@ -1934,11 +2283,17 @@ def reevaluate(annotation: dict[str, Any], overrides: dict[str, Any] | None = No
     if forced is not None:
         if forced.get("include"):
             return True, [], []
-        return False, [f"curation: {forced.get('reason') or 'excluded by hand'}"] + reasons, ["curation"] + criteria
+        return (
+            False,
+            [f"curation: {forced.get('reason') or 'excluded by hand'}"] + reasons,
+            ["curation"] + criteria,
+        )
     return not reasons, reasons, criteria
 
 
-def select_entries(annotations: dict[str, dict[str, Any]], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def select_entries(
+    annotations: dict[str, dict[str, Any]], overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Decide the dataset: per-image verdicts, then uniqueness across entries.
 
     Two entries are near-duplicates when their metadata describe the same material
@@ -1970,7 +2325,9 @@ def select_entries(annotations: dict[str, dict[str, Any]], overrides: dict[str, 
     for ident, ann in sorted(annotations.items()):
         verdicts[ident] = reevaluate(ann, overrides)
 
-    ids = sorted(i for i, a in annotations.items() if a.get("readable", True) and a.get("fingerprint"))
+    ids = sorted(
+        i for i, a in annotations.items() if a.get("readable", True) and a.get("fingerprint")
+    )
     parent = {i: i for i in ids}
 
     def find(i: str) -> str:
@@ -1981,15 +2338,19 @@ def select_entries(annotations: dict[str, dict[str, Any]], overrides: dict[str, 
 
     pairs = []
     for a_i, a in enumerate(ids):
-        for b in ids[a_i + 1:]:
+        for b in ids[a_i + 1 :]:
             ma = annotations[a].get("metadata") or {}
             mb = annotations[b].get("metadata") or {}
             sim = metadata_similarity(ma, mb)
             if sim < th.dup_meta_min:
                 continue
-            dist = fingerprint_distance(annotations[a]["fingerprint"], annotations[b]["fingerprint"])
+            dist = fingerprint_distance(
+                annotations[a]["fingerprint"], annotations[b]["fingerprint"]
+            )
             if dist <= th.dup_distance_max:
-                pairs.append({"a": a, "b": b, "fingerprint_distance": dist, "metadata_similarity": sim})
+                pairs.append(
+                    {"a": a, "b": b, "fingerprint_distance": dist, "metadata_similarity": sim}
+                )
                 parent[find(b)] = find(a)
 
     groups: dict[str, list[str]] = {}
@@ -2011,7 +2372,11 @@ def select_entries(annotations: dict[str, dict[str, Any]], overrides: dict[str, 
             if m == kept:
                 continue
             ds = [p["fingerprint_distance"] for p in group_pairs if {p["a"], p["b"]} == {m, kept}]
-            dist = ds[0] if ds else min(p["fingerprint_distance"] for p in group_pairs if m in (p["a"], p["b"]))
+            dist = (
+                ds[0]
+                if ds
+                else min(p["fingerprint_distance"] for p in group_pairs if m in (p["a"], p["b"]))
+            )
             dup_reason[m] = (kept, dist)
         duplicates.append({"kept": kept, "members": sorted(members), "pairs": group_pairs})
 
@@ -2023,16 +2388,23 @@ def select_entries(annotations: dict[str, dict[str, Any]], overrides: dict[str, 
         forced_in = bool(forced and forced.get("include"))
         if ident in dup_reason and not forced_in:
             kept, dist = dup_reason[ident]
-            reasons = reasons + [f"uniqueness: near-duplicate of {kept} ({entry_name(kept)}), same material, "
-                                 f"fingerprint distance {dist:.3f} <= {th.dup_distance_max:.3f}"]
+            reasons = reasons + [
+                f"uniqueness: near-duplicate of {kept} ({entry_name(kept)}), same material, "
+                f"fingerprint distance {dist:.3f} <= {th.dup_distance_max:.3f}"
+            ]
             criteria = criteria + ["uniqueness"]
             ok = False
         if ok:
             included.append(ident)
         else:
             excluded[ident] = {"name": entry_name(ident), "reasons": reasons, "criteria": criteria}
-    return {"schema_version": SCHEMA_VERSION, "thresholds": th.as_dict(), "included": included,
-            "excluded": excluded, "duplicates": duplicates}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "thresholds": th.as_dict(),
+        "included": included,
+        "excluded": excluded,
+        "duplicates": duplicates,
+    }
 
 
 # --------------------------------------------------------------------------- MicroLib import
@@ -2067,7 +2439,11 @@ def curation_from_prelabelled(prelabelled: dict[str, Any]) -> dict[str, Any]:
             box = [int(min(x0, x1)), int(min(y0, y1)), int(max(x0, x1)), int(max(y0, y1))]
             bc = ann.get("barcol")
             if bc:
-                rec["scale_bar"] = {"box": box, "colour": float(bc[0]), "tolerance": float(bc[1]) / 10.0}
+                rec["scale_bar"] = {
+                    "box": box,
+                    "colour": float(bc[0]),
+                    "tolerance": float(bc[1]) / 10.0,
+                }
             else:
                 rec["scale_bar"] = {"box": box, "colour": None, "tolerance": 0.0}
         phases = ann.get("phases") or []

@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-site": ("microlib.commands.demo_site", "write the built-in DoITPoMS-shaped demo library"),
     "scrape": ("microlib.commands.scrape", "download DoITPoMS records and images"),
     "annotate": ("microlib.commands.annotate", "crop, scale bar, phases and exclusion filters"),
-    "segment": ("microlib.commands.segment", "threshold into phase labels, write the scale-bar mask"),
+    "segment": (
+        "microlib.commands.segment",
+        "threshold into phase labels, write the scale-bar mask",
+    ),
     "inpaint": ("microlib.commands.inpaint", "fill the scale bar with a patch GAN"),
     "train": ("microlib.commands.train", "train a SliceGAN generator"),
     "generate": ("microlib.commands.generate", "synthesise a 3D volume from a trained generator"),
@@ -62,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

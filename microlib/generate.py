@@ -58,9 +58,13 @@ _MEMORY_FACTOR = {"cpu": 3.5, "cuda": 2.0}
 # --------------------------------------------------------------------------- loading
 
 
-def load_generator(model_dir: str | os.PathLike, device: str | torch.device = "cpu",
-                   name: str | None = None, image_type: str | None = None,
-                   check_rules: bool = True) -> tuple[Generator, ModelParams]:
+def load_generator(
+    model_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    name: str | None = None,
+    image_type: str | None = None,
+    check_rules: bool = True,
+) -> tuple[Generator, ModelParams]:
     """Load a trained generator in eval mode.
 
     Parameters
@@ -87,8 +91,10 @@ def load_generator(model_dir: str | os.PathLike, device: str | torch.device = "c
     try:
         net = params.build_generator(check_rules=check_rules)
     except MicrolibError as exc:
-        raise MicrolibError(f"{exc.reason}; load it anyway with check_rules=False "
-                            "(CLI: --no-rule-check)", entry=params.name) from None
+        raise MicrolibError(
+            f"{exc.reason}; load it anyway with check_rules=False (CLI: --no-rule-check)",
+            entry=params.name,
+        ) from None
     sd = load_weights(Path(model_dir) / f"{params.name}_Gen.pt", entry=params.name)
     load_generator_state(net, sd, entry=params.name)
     net.eval().requires_grad_(False)
@@ -176,8 +182,11 @@ def parse_periodic(periodic: str | Sequence[bool] | None) -> tuple[bool, bool, b
     return vals[0], vals[1], vals[2]
 
 
-def plan_generation(params: ModelParams, size: int | str | Sequence[int],
-                    periodic: str | Sequence[bool] | None = None) -> GenerationPlan:
+def plan_generation(
+    params: ModelParams,
+    size: int | str | Sequence[int],
+    periodic: str | Sequence[bool] | None = None,
+) -> GenerationPlan:
     """Choose the latent size per axis for ``size`` voxels.
 
     Non-periodic axes get the smallest latent whose output reaches the size and are
@@ -188,9 +197,11 @@ def plan_generation(params: ModelParams, size: int | str | Sequence[int],
     per = parse_periodic(periodic)
     g = generator_geometry(params.gk, params.gs, params.gp)
     if any(per) and not g.exact_tiles:
-        raise MicrolibError("this generator breaks the rule p >= k - s, so its borders depend "
-                            "on the latent edge: periodic generation is not possible",
-                            entry=params.name)
+        raise MicrolibError(
+            "this generator breaks the rule p >= k - s, so its borders depend "
+            "on the latent edge: periodic generation is not possible",
+            entry=params.name,
+        )
     formula = params.output_size_formula()
     out, lat, notes = [], [], []
     for axis, (n, p) in enumerate(zip(req, per, strict=True)):
@@ -200,8 +211,10 @@ def plan_generation(params: ModelParams, size: int | str | Sequence[int],
             m = cells + g.halo
             n_out = g.stride * cells
             if n_out != n:
-                notes.append(f"{name}: periodic size must be a multiple of {g.stride}; "
-                             f"generating {n_out} instead of {n}")
+                notes.append(
+                    f"{name}: periodic size must be a multiple of {g.stride}; "
+                    f"generating {n_out} instead of {n}"
+                )
         else:
             m = g.min_latent
             while g.size(m) < n:
@@ -212,13 +225,21 @@ def plan_generation(params: ModelParams, size: int | str | Sequence[int],
             full = g.size(m)
             if full != n:
                 lo = g.size(m - 1) if m - 1 >= g.min_latent else 0
-                notes.append(f"{name}: {n} is not reachable exactly (sizes are {formula}: "
-                             f"{lo} at lf={m - 1}, {full} at lf={m}); generating {full} "
-                             f"and cropping to {n}")
+                notes.append(
+                    f"{name}: {n} is not reachable exactly (sizes are {formula}: "
+                    f"{lo} at lf={m - 1}, {full} at lf={m}); generating {full} "
+                    f"and cropping to {n}"
+                )
         out.append(n_out)
         lat.append(m)
-    return GenerationPlan(requested=req, size=tuple(out), latent=tuple(lat),  # type: ignore[arg-type]
-                          periodic=per, geometry=g, notes=notes)
+    return GenerationPlan(
+        requested=req,
+        size=tuple(out),
+        latent=tuple(lat),  # type: ignore[arg-type]
+        periodic=per,
+        geometry=g,
+        notes=notes,
+    )
 
 
 def make_latent(plan: GenerationPlan, nz: int, seed: int = 0) -> torch.Tensor:
@@ -254,8 +275,9 @@ def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> 
     return int(peak * _BYTES_PER_FLOAT)
 
 
-def estimate_peak_bytes(net: Generator | FusedGenerator, latent: Sequence[int],
-                        device: str | torch.device = "cpu") -> int:
+def estimate_peak_bytes(
+    net: Generator | FusedGenerator, latent: Sequence[int], device: str | torch.device = "cpu"
+) -> int:
     """Estimated peak memory of generating one latent block on ``device`` (for tiling)."""
     kind = torch.device(device).type
     return int(activation_bytes(net, latent) * _MEMORY_FACTOR.get(kind, 3.5))
@@ -276,8 +298,12 @@ def default_memory_budget(device: torch.device) -> int:
     return 4 << 30
 
 
-def choose_tile(net: Generator | FusedGenerator, plan: GenerationPlan,
-                budget_bytes: int, device: str | torch.device = "cpu") -> tuple[int, int, int]:
+def choose_tile(
+    net: Generator | FusedGenerator,
+    plan: GenerationPlan,
+    budget_bytes: int,
+    device: str | torch.device = "cpu",
+) -> tuple[int, int, int]:
     """Core latent cells per tile ``(tz, ty, tx)`` so one tile fits ``budget_bytes``.
 
     Whole volume when it fits; otherwise Z slabs first (they stream straight to disk),
@@ -335,10 +361,15 @@ def _axis_blocks(n_out: int, stride: int, core: int) -> list[tuple[int, int, int
     return out
 
 
-def iter_z_slabs(net: Generator, params: ModelParams, plan: GenerationPlan, seed: int = 0,
-                 device: str | torch.device | None = None,
-                 tile_cells: Sequence[int] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+def iter_z_slabs(
+    net: Generator,
+    params: ModelParams,
+    plan: GenerationPlan,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    tile_cells: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
     """Yield the volume as consecutive uint8 Z slabs (each ``(dz, Y, X[, 3])``).
 
     Parameters
@@ -379,8 +410,7 @@ def iter_z_slabs(net: Generator, params: ModelParams, plan: GenerationPlan, seed
             progress(1, 1)
         yield out
         return
-    blocks = [_axis_blocks(n, g.stride, int(t)) for n, t in
-              zip(plan.size, tile_cells, strict=True)]
+    blocks = [_axis_blocks(n, g.stride, int(t)) for n, t in zip(plan.size, tile_cells, strict=True)]
     total = math.prod(len(b) for b in blocks)
     done = 0
     for za, zc, zo0, zo1 in blocks[0]:
@@ -388,7 +418,7 @@ def iter_z_slabs(net: Generator, params: ModelParams, plan: GenerationPlan, seed
         slab = np.empty(slab_shape, dtype=np.uint8)
         for ya, yc, yo0, yo1 in blocks[1]:
             for xa, xc, xo0, xo1 in blocks[2]:
-                zz = z[:, :, za:za + zc + g.halo, ya:ya + yc + g.halo, xa:xa + xc + g.halo]
+                zz = z[:, :, za : za + zc + g.halo, ya : ya + yc + g.halo, xa : xa + xc + g.halo]
                 with modes():
                     out = _decode(fused(zz.to(dev, non_blocking=True)), params)
                     out = out[: zo1 - zo0, : yo1 - yo0, : xo1 - xo0]
@@ -405,10 +435,16 @@ def _cuda_flags():
     return cuda_backend_flags(tf32=True, benchmark=False)
 
 
-def synthesise(net: Generator, params: ModelParams, size: int | str | Sequence[int],
-               seed: int = 0, periodic: str | Sequence[bool] = (False, False, False),
-               device: str | torch.device | None = None, tile: int | Sequence[int] | None = None,
-               max_memory_gb: float | None = None) -> np.ndarray:
+def synthesise(
+    net: Generator,
+    params: ModelParams,
+    size: int | str | Sequence[int],
+    seed: int = 0,
+    periodic: str | Sequence[bool] = (False, False, False),
+    device: str | torch.device | None = None,
+    tile: int | Sequence[int] | None = None,
+    max_memory_gb: float | None = None,
+) -> np.ndarray:
     """Generate one volume as a uint8 array.
 
     Parameters
@@ -444,8 +480,13 @@ def synthesise(net: Generator, params: ModelParams, size: int | str | Sequence[i
     return np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
-def resolve_tile(net: Generator, plan: GenerationPlan, device: str | torch.device | None,
-                 tile: int | Sequence[int] | None, max_memory_gb: float | None) -> tuple[int, int, int]:
+def resolve_tile(
+    net: Generator,
+    plan: GenerationPlan,
+    device: str | torch.device | None,
+    tile: int | Sequence[int] | None,
+    max_memory_gb: float | None,
+) -> tuple[int, int, int]:
     """Tile (core latent cells) from an explicit ``tile`` or a memory budget."""
     if tile is not None:
         return tile_from_voxels(plan, tile)
@@ -465,25 +506,42 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
         pass
     dt = params.data_type
     if not dt:
-        dt = ({2: "twophase", 3: "threephase"}.get(params.nc, "nphase")
-              if params.image_type == "nphase" else params.image_type)
-    meta.update({
-        "name": params.name, "data_type": dt,
-        "n_phases": params.nc if params.image_type != "grayscale" else 1,
-        "phase_grey_values": params.phase_grey_values, "voxel_size_um": params.voxel_size_um,
-        "generator": {"seed": int(seed), "lf": list(plan.latent), "size": list(plan.size),
-                      "periodic": list(plan.periodic)},
-    })
+        dt = (
+            {2: "twophase", 3: "threephase"}.get(params.nc, "nphase")
+            if params.image_type == "nphase"
+            else params.image_type
+        )
+    meta.update(
+        {
+            "name": params.name,
+            "data_type": dt,
+            "n_phases": params.nc if params.image_type != "grayscale" else 1,
+            "phase_grey_values": params.phase_grey_values,
+            "voxel_size_um": params.voxel_size_um,
+            "generator": {
+                "seed": int(seed),
+                "lf": list(plan.latent),
+                "size": list(plan.size),
+                "periodic": list(plan.periodic),
+            },
+        }
+    )
     return meta
 
 
-def generate_to_tif(path: str | os.PathLike, net: Generator, params: ModelParams,
-                    size: int | str | Sequence[int], seed: int = 0,
-                    periodic: str | Sequence[bool] = (False, False, False),
-                    device: str | torch.device | None = None,
-                    tile: int | Sequence[int] | None = None, max_memory_gb: float | None = None,
-                    voxel_size_um: float | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+def generate_to_tif(
+    path: str | os.PathLike,
+    net: Generator,
+    params: ModelParams,
+    size: int | str | Sequence[int],
+    seed: int = 0,
+    periodic: str | Sequence[bool] = (False, False, False),
+    device: str | torch.device | None = None,
+    tile: int | Sequence[int] | None = None,
+    max_memory_gb: float | None = None,
+    voxel_size_um: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Generate a volume and stream it into an ImageJ TIFF (atomically), tile by tile.
 
     Only one Z slab of uint8 output (plus one tile's activations) is in memory at a time,
@@ -517,22 +575,49 @@ def generate_to_tif(path: str | os.PathLike, net: Generator, params: ModelParams
     ij_meta["Info"] = json.dumps(meta)
 
     def pages() -> Iterator[np.ndarray]:
-        for slab in iter_z_slabs(net, params, plan, seed=seed, device=device,
-                                 tile_cells=cells, progress=progress):
+        for slab in iter_z_slabs(
+            net, params, plan, seed=seed, device=device, tile_cells=cells, progress=progress
+        ):
             yield from slab
 
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data=pages(), shape=shape, dtype=np.uint8, imagej=True,
-                         metadata=ij_meta, photometric="rgb" if rgb else "minisblack", **kwargs)
+        tifffile.imwrite(
+            tmp,
+            data=pages(),
+            shape=shape,
+            dtype=np.uint8,
+            imagej=True,
+            metadata=ij_meta,
+            photometric="rgb" if rgb else "minisblack",
+            **kwargs,
+        )
     g = plan.geometry
-    n_tiles = math.prod(len(_axis_blocks(n, g.stride, t)) for n, t in
-                        zip(plan.size, cells, strict=True))
-    return {"size": list(plan.size), "latent": list(plan.latent), "tile_cells": list(cells),
-            "tiles": n_tiles, "notes": list(plan.notes), "meta": meta}
+    n_tiles = math.prod(
+        len(_axis_blocks(n, g.stride, t)) for n, t in zip(plan.size, cells, strict=True)
+    )
+    return {
+        "size": list(plan.size),
+        "latent": list(plan.latent),
+        "tile_cells": list(cells),
+        "tiles": n_tiles,
+        "notes": list(plan.notes),
+        "meta": meta,
+    }
 
 
 __all__ = [
-    "GenerationPlan", "activation_bytes", "choose_tile", "estimate_peak_bytes",
-    "generate_to_tif", "iter_z_slabs", "load_generator", "make_latent", "parse_periodic",
-    "parse_size", "plan_generation", "resolve_tile", "synthesise", "volume_meta",
+    "GenerationPlan",
+    "activation_bytes",
+    "choose_tile",
+    "estimate_peak_bytes",
+    "generate_to_tif",
+    "iter_z_slabs",
+    "load_generator",
+    "make_latent",
+    "parse_periodic",
+    "parse_size",
+    "plan_generation",
+    "resolve_tile",
+    "synthesise",
+    "volume_meta",
 ]

@@ -31,27 +31,26 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported lazily: `microlib --help` must not pay for it
     from torch import nn
 
+from microlib.datatypes import DATA_TYPES, NPHASE_TYPES  # noqa: E402
+from microlib.device import resolve_device  # noqa: E402,F401  (the one device policy)
 from microlib.errors import MicrolibError
-
-DATA_TYPES = ("twophase", "threephase", "nphase", "grayscale", "colour")
-NPHASE_TYPES = ("twophase", "threephase", "nphase")
 
 #: default knobs of :func:`inpaint_gan`; cheap enough for the offline demo on one core
 GAN_DEFAULTS: dict[str, Any] = {
-    "iterations": 80,       # generator updates
-    "critic_iters": 5,      # critic updates per generator update (WGAN-GP)
+    "iterations": 80,  # generator updates
+    "critic_iters": 5,  # critic updates per generator update (WGAN-GP)
     "batch_size": 16,
-    "patch": 32,            # training patch edge; a multiple of 2**n_up
-    "nz": 16,               # latent channels
-    "width": 64,            # generator channels after the first conv (halved per layer)
+    "patch": 32,  # training patch edge; a multiple of 2**n_up
+    "nz": 16,  # latent channels
+    "width": 64,  # generator channels after the first conv (halved per layer)
     "lr": 1e-3,
     "gp_weight": 10.0,
-    "opt_steps": 120,       # latent-optimisation steps per masked region
+    "opt_steps": 120,  # latent-optimisation steps per masked region
     "opt_lr": 0.05,
-    "opt_restarts": 4,      # latents optimised side by side; the best fit is kept
-    "fraction_weight": 1.0, # prior: fill's phase fractions ~ those of its context window
-    "context": 16,          # known pixels around a region that the latent must match
-    "group_gap": 8,         # mask components closer than this are filled together
+    "opt_restarts": 4,  # latents optimised side by side; the best fit is kept
+    "fraction_weight": 1.0,  # prior: fill's phase fractions ~ those of its context window
+    "context": 16,  # known pixels around a region that the latent must match
+    "group_gap": 8,  # mask components closer than this are filled together
 }
 
 N_UP = 3  # generator upsamplings: output edge = 8 x latent edge
@@ -87,7 +86,9 @@ def check_inputs(image: np.ndarray, mask: np.ndarray, data_type: str, n_phases: 
     image = np.asarray(image)
     mask = np.asarray(mask)
     if data_type not in DATA_TYPES:
-        raise MicrolibError(f"unknown data_type {data_type!r} (expected one of {', '.join(DATA_TYPES)})")
+        raise MicrolibError(
+            f"unknown data_type {data_type!r} (expected one of {', '.join(DATA_TYPES)})"
+        )
     if image.dtype != np.uint8:
         raise MicrolibError(f"image must be uint8, got {image.dtype}")
     if data_type == "colour":
@@ -101,7 +102,8 @@ def check_inputs(image: np.ndarray, mask: np.ndarray, data_type: str, n_phases: 
         top = int(image.max()) if image.size else 0
         if top >= n_phases:
             raise MicrolibError(
-                f"label {top} found in a {n_phases}-phase image (labels must be 0..{n_phases - 1})")
+                f"label {top} found in a {n_phases}-phase image (labels must be 0..{n_phases - 1})"
+            )
     if mask.ndim == 3:
         raise MicrolibError(f"mask must be a single-channel (H, W) image, got shape {mask.shape}")
     if mask.shape != image.shape[:2]:
@@ -136,7 +138,9 @@ def encode(image: np.ndarray, data_type: str, n_phases: int) -> np.ndarray:
     """Image -> float32 ``(C, H, W)``: one-hot labels, or intensities scaled to [0, 1]."""
     image = np.asarray(image)
     if data_type in NPHASE_TYPES:
-        return (image[None, :, :] == np.arange(n_phases, dtype=image.dtype)[:, None, None]).astype(np.float32)
+        return (image[None, :, :] == np.arange(n_phases, dtype=image.dtype)[:, None, None]).astype(
+            np.float32
+        )
     if data_type == "colour":
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
     return image[None].astype(np.float32) / 255.0
@@ -196,8 +200,13 @@ def mask_regions(mask: np.ndarray, group_gap: int = 8) -> list[np.ndarray]:
     m = np.asarray(mask, dtype=bool)
     if not m.any():
         return []
-    grown = ndimage.binary_dilation(m, structure=np.ones((3, 3), bool), iterations=max(int(group_gap) // 2, 0)) \
-        if group_gap > 1 else m
+    grown = (
+        ndimage.binary_dilation(
+            m, structure=np.ones((3, 3), bool), iterations=max(int(group_gap) // 2, 0)
+        )
+        if group_gap > 1
+        else m
+    )
     labels, n = ndimage.label(grown, structure=np.ones((3, 3), int))
     regions = []
     for k in range(1, n + 1):
@@ -211,8 +220,12 @@ def _window(region: np.ndarray, context: int) -> tuple[int, int, int, int]:
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
     h, w = region.shape
-    return (max(int(rows[0]) - context, 0), min(int(rows[-1]) + 1 + context, h),
-            max(int(cols[0]) - context, 0), min(int(cols[-1]) + 1 + context, w))
+    return (
+        max(int(rows[0]) - context, 0),
+        min(int(rows[-1]) + 1 + context, h),
+        max(int(cols[0]) - context, 0),
+        min(int(cols[-1]) + 1 + context, w),
+    )
 
 
 # --------------------------------------------------------------------------- networks
@@ -235,7 +248,9 @@ def _nets(nc: int, nz: int, width: int, activation: str) -> tuple[nn.Module, nn.
             super().__init__()
             ch = [nz] + [max(width // 2**i, 8) for i in range(N_UP)]
             self.convs = nn.ModuleList(
-                nn.Conv2d(ch[i], ch[i + 1], 3, 1, 1, bias=False, padding_mode="reflect") for i in range(N_UP))
+                nn.Conv2d(ch[i], ch[i + 1], 3, 1, 1, bias=False, padding_mode="reflect")
+                for i in range(N_UP)
+            )
             self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in ch[1:])
             self.out = nn.Conv2d(ch[-1], nc, 3, 1, 1, padding_mode="reflect")
 
@@ -261,19 +276,6 @@ def _nets(nc: int, nz: int, width: int, activation: str) -> tuple[nn.Module, nn.
             return self.out(x)
 
     return Generator(), Critic()
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without CUDA -> ``cpu``."""
-    import torch
-
-    if device in ("auto", "cuda") or device.startswith("cuda:"):
-        if torch.cuda.is_available():
-            return "cuda" if device == "auto" else device
-        return "cpu"
-    if device != "cpu":
-        raise MicrolibError(f"unknown device {device!r} (expected auto, cpu or cuda)")
-    return "cpu"
 
 
 # --------------------------------------------------------------------------- GAN
@@ -329,7 +331,8 @@ def train_patch_gan(
     if len(corners) == 0:
         raise MicrolibError(
             f"no {patch}x{patch} patch of the {mask.shape[1]}x{mask.shape[0]} image avoids the mask; "
-            "use --method telea or a smaller --patch")
+            "use --method telea or a smaller --patch"
+        )
     t0 = time.perf_counter()
     nc = channels.shape[0]
     with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
@@ -469,7 +472,7 @@ def optimise_latent(
                     fill_mean = (out * unknown[:, None]).sum((2, 3)) / n_unknown
                     err = err + fraction_weight * ((fill_mean - context_mean) ** 2).sum(1)
                 err.sum().backward()  # latents are independent: one backward for all
-                opt.step()             # exactly one step per iteration (W23)
+                opt.step()  # exactly one step per iteration (W23)
                 if progress is not None:
                     progress(1)
         elif progress is not None:
@@ -537,17 +540,34 @@ def inpaint_gan(
         raise TypeError(f"unknown in-painting parameters: {', '.join(sorted(unknown))}")
     p = {**GAN_DEFAULTS, **params}
     m = check_inputs(image, mask, data_type, n_phases)
-    info: dict[str, Any] = {"method": "gan", "seed": int(seed), "masked_pixels": int(m.sum()),
-                            "params": dict(p), "device": device}
+    info: dict[str, Any] = {
+        "method": "gan",
+        "seed": int(seed),
+        "masked_pixels": int(m.sum()),
+        "params": dict(p),
+        "device": device,
+    }
     if not m.any():
         info["regions"] = []
         return np.array(image, copy=True), info
     channels = encode(image, data_type, n_phases)
     activation = "softmax" if data_type in NPHASE_TYPES else "sigmoid"
     gen, log = train_patch_gan(
-        channels, m, activation=activation, iterations=p["iterations"], critic_iters=p["critic_iters"],
-        batch_size=p["batch_size"], patch=p["patch"], nz=p["nz"], width=p["width"], lr=p["lr"],
-        gp_weight=p["gp_weight"], seed=seed, device=device, progress=progress)
+        channels,
+        m,
+        activation=activation,
+        iterations=p["iterations"],
+        critic_iters=p["critic_iters"],
+        batch_size=p["batch_size"],
+        patch=p["patch"],
+        nz=p["nz"],
+        width=p["width"],
+        lr=p["lr"],
+        gp_weight=p["gp_weight"],
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
     info["training"] = log
     t0 = time.perf_counter()
     fill = np.zeros_like(channels)
@@ -557,13 +577,27 @@ def inpaint_gan(
         target = channels[:, y0:y1, x0:x1]
         known = ~m[y0:y1, x0:x1]
         out, fit = optimise_latent(
-            gen, target, known, nz=p["nz"], opt_steps=p["opt_steps"], opt_lr=p["opt_lr"],
-            opt_restarts=p["opt_restarts"], fraction_weight=p["fraction_weight"], seed=seed + 1 + k,
-            device=device, progress=progress)
+            gen,
+            target,
+            known,
+            nz=p["nz"],
+            opt_steps=p["opt_steps"],
+            opt_lr=p["opt_lr"],
+            opt_restarts=p["opt_restarts"],
+            fraction_weight=p["fraction_weight"],
+            seed=seed + 1 + k,
+            device=device,
+            progress=progress,
+        )
         sub = region[y0:y1, x0:x1]
         fill[:, y0:y1, x0:x1][:, sub] = out[:, sub]
-        regions.append({"window": [y0, y1, x0, x1], "pixels": int(region.sum()),
-                        "context_mse": None if math.isnan(fit) else round(fit, 6)})
+        regions.append(
+            {
+                "window": [y0, y1, x0, x1],
+                "pixels": int(region.sum()),
+                "context_mse": None if math.isnan(fit) else round(fit, 6),
+            }
+        )
     info["regions"] = regions
     info["fill_seconds"] = round(time.perf_counter() - t0, 3)
     return composite(image, decode(fill, data_type), m), info
@@ -597,9 +631,14 @@ def inpaint_telea(
         return np.array(image, copy=True), info
     m8 = m.astype(np.uint8) * 255
     if data_type in NPHASE_TYPES:
-        score = np.stack([
-            cv2.inpaint(np.where(image == k, 255, 0).astype(np.uint8), m8, radius, cv2.INPAINT_TELEA)
-            for k in range(n_phases)])
+        score = np.stack(
+            [
+                cv2.inpaint(
+                    np.where(image == k, 255, 0).astype(np.uint8), m8, radius, cv2.INPAINT_TELEA
+                )
+                for k in range(n_phases)
+            ]
+        )
         fill = np.argmax(score, axis=0).astype(np.uint8)
     else:
         fill = cv2.inpaint(np.ascontiguousarray(image), m8, radius, cv2.INPAINT_TELEA)
@@ -629,8 +668,16 @@ def inpaint(
     if not m.any():
         return np.array(image, copy=True), {"method": "none", "masked_pixels": 0}
     if method == "gan":
-        return inpaint_gan(image, m, data_type=data_type, n_phases=n_phases, seed=seed, device=device,
-                           progress=progress, **params)
+        return inpaint_gan(
+            image,
+            m,
+            data_type=data_type,
+            n_phases=n_phases,
+            seed=seed,
+            device=device,
+            progress=progress,
+            **params,
+        )
     if method == "telea":
         return inpaint_telea(image, m, data_type=data_type, n_phases=n_phases, radius=telea_radius)
     raise MicrolibError(f"unknown in-painting method {method!r} (expected gan or telea)")
@@ -639,8 +686,9 @@ def inpaint(
 # --------------------------------------------------------------------------- quality
 
 
-def region_statistics(image: np.ndarray, region: np.ndarray, *, data_type: str, n_phases: int,
-                      max_lag: int = 16) -> dict:
+def region_statistics(
+    image: np.ndarray, region: np.ndarray, *, data_type: str, n_phases: int, max_lag: int = 16
+) -> dict:
     """Statistics of the pixels of ``region`` and how they join their surroundings.
 
     Used to judge an in-painting against the hidden truth (benchmark) or against the
@@ -682,7 +730,9 @@ def region_statistics(image: np.ndarray, region: np.ndarray, *, data_type: str, 
     out: dict[str, Any] = {"pixels": int(r.sum())}
     if data_type in NPHASE_TYPES:
         vals = img[r]
-        out["phase_fractions"] = np.bincount(vals, minlength=n_phases)[:n_phases] / max(vals.size, 1)
+        out["phase_fractions"] = np.bincount(vals, minlength=n_phases)[:n_phases] / max(
+            vals.size, 1
+        )
         diff = [np.mean(u != v) for u, v in (pairs(img, 1, 0), pairs(img, 1, 1)) if u.size]
         out["interface_density"] = float(np.mean(diff)) if diff else 0.0
         s2 = np.zeros((n_phases, max_lag + 1))
@@ -705,8 +755,11 @@ def region_statistics(image: np.ndarray, region: np.ndarray, *, data_type: str, 
         mu, var = full.mean(), max(full.var(), 1e-12)
         ac = np.zeros(max_lag + 1)
         for lag in range(max_lag + 1):
-            per_axis = [np.mean((u - mu) * (v - mu)) / var
-                        for u, v in (pairs(full, lag, 0), pairs(full, lag, 1)) if u.size]
+            per_axis = [
+                np.mean((u - mu) * (v - mu)) / var
+                for u, v in (pairs(full, lag, 0), pairs(full, lag, 1))
+                if u.size
+            ]
             ac[lag] = np.mean(per_axis) if per_axis else 0.0
         out["autocovariance"] = ac
     return out
@@ -722,7 +775,9 @@ def statistics_error(a: dict, b: dict) -> dict:
     """
     if "phase_fractions" in a:
         return {
-            "phase_fraction": float(np.mean(np.abs(np.asarray(a["phase_fractions"]) - b["phase_fractions"]))),
+            "phase_fraction": float(
+                np.mean(np.abs(np.asarray(a["phase_fractions"]) - b["phase_fractions"]))
+            ),
             "interface_density": abs(a["interface_density"] - b["interface_density"]),
             "s2": float(np.mean(np.abs(np.asarray(a["s2"]) - b["s2"]))),
         }
@@ -730,5 +785,7 @@ def statistics_error(a: dict, b: dict) -> dict:
         "mean": abs(a["mean"] - b["mean"]),
         "std": abs(a["std"] - b["std"]),
         "histogram": float(np.abs(np.cumsum(a["histogram"]) - np.cumsum(b["histogram"])).sum()),
-        "autocovariance": float(np.mean(np.abs(np.asarray(a["autocovariance"]) - b["autocovariance"]))),
+        "autocovariance": float(
+            np.mean(np.abs(np.asarray(a["autocovariance"]) - b["autocovariance"]))
+        ),
     }

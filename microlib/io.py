@@ -43,7 +43,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(suffix if suffix is not None else path.suffix) + ".part",
+        prefix=f".{path.name}.",
+        suffix=(suffix if suffix is not None else path.suffix) + ".part",
         dir=path.parent,
     )
     os.close(fd)
@@ -88,7 +89,9 @@ def _json_default(obj: Any) -> Any:
 
 def dumps_json(obj: Any) -> str:
     """Serialise ``obj`` as stable, human-readable JSON (numpy scalars allowed)."""
-    return json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default) + "\n"
+    return (
+        json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -199,7 +202,14 @@ def write_tif(
     if meta:
         ij_meta["Info"] = json.dumps(meta, default=_json_default)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, vol, imagej=True, metadata=ij_meta, photometric="rgb" if vol.ndim == 4 else "minisblack", **kwargs)
+        tifffile.imwrite(
+            tmp,
+            vol,
+            imagej=True,
+            metadata=ij_meta,
+            photometric="rgb" if vol.ndim == 4 else "minisblack",
+            **kwargs,
+        )
 
 
 def read_tif(path: str | os.PathLike) -> np.ndarray:
@@ -236,7 +246,7 @@ NAME_PREFIX = "microstructure"
 def entry_id(value: int | str) -> str:
     """DoITPoMS id as the 6-digit string used in file names (``237 -> '000237'``)."""
     if isinstance(value, str) and value.startswith(NAME_PREFIX):
-        value = value[len(NAME_PREFIX):]
+        value = value[len(NAME_PREFIX) :]
     n = int(value)
     if not 0 <= n <= 999_999:
         raise ValueError(f"DoITPoMS id out of range: {value!r}")

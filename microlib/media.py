@@ -22,11 +22,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-NPHASE_TYPES = ("twophase", "threephase", "nphase")
+from microlib.datatypes import NPHASE_TYPES  # noqa: E402
 
 # viridis anchors: ordered dark -> light like the labels (label 0 = darkest phase),
 # distinct to colour-blind readers and unlike the red used to show masks
-_VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], float)
+_VIRIDIS = np.array(
+    [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], float
+)
 BACKGROUND = (255, 255, 255)
 MASK_COLOUR = (230, 20, 20)
 
@@ -51,7 +53,7 @@ def colouriser(data_type: str, n_phases: int) -> Callable[[np.ndarray], np.ndarr
         lut = np.zeros((256, 3), np.uint8)
         cols = label_colours(n_phases)
         lut[: len(cols)] = cols
-        lut[len(cols):] = cols[-1]
+        lut[len(cols) :] = cols[-1]
         return lambda a: lut[np.asarray(a, dtype=np.uint8)]
     if data_type == "colour":
         return lambda a: np.asarray(a, dtype=np.uint8)
@@ -60,16 +62,17 @@ def colouriser(data_type: str, n_phases: int) -> Callable[[np.ndarray], np.ndarr
 
 # --------------------------------------------------------------------------- geometry
 
+
 # face name -> (texture getter on the (sub)volume, corner points (origin, +col, +row) in
 # index space (x, y, z), outward normal in index space)
 def _faces(z0: int, zn: int, yn: int, xn: int) -> dict[str, tuple[Callable, tuple, tuple]]:
     return {
-        "top":    (lambda v: v[0],        ((0, 0, z0), (xn, 0, z0), (0, yn, z0)), (0, 0, -1)),
-        "bottom": (lambda v: v[-1],       ((0, 0, zn), (xn, 0, zn), (0, yn, zn)), (0, 0, 1)),
-        "y0":     (lambda v: v[:, 0, :],  ((0, 0, z0), (xn, 0, z0), (0, 0, zn)), (0, -1, 0)),
-        "y1":     (lambda v: v[:, -1, :], ((0, yn, z0), (xn, yn, z0), (0, yn, zn)), (0, 1, 0)),
-        "x0":     (lambda v: v[:, :, 0],  ((0, 0, z0), (0, yn, z0), (0, 0, zn)), (-1, 0, 0)),
-        "x1":     (lambda v: v[:, :, -1], ((xn, 0, z0), (xn, yn, z0), (xn, 0, zn)), (1, 0, 0)),
+        "top": (lambda v: v[0], ((0, 0, z0), (xn, 0, z0), (0, yn, z0)), (0, 0, -1)),
+        "bottom": (lambda v: v[-1], ((0, 0, zn), (xn, 0, zn), (0, yn, zn)), (0, 0, 1)),
+        "y0": (lambda v: v[:, 0, :], ((0, 0, z0), (xn, 0, z0), (0, 0, zn)), (0, -1, 0)),
+        "y1": (lambda v: v[:, -1, :], ((0, yn, z0), (xn, yn, z0), (0, yn, zn)), (0, 1, 0)),
+        "x0": (lambda v: v[:, :, 0], ((0, 0, z0), (0, yn, z0), (0, 0, zn)), (-1, 0, 0)),
+        "x1": (lambda v: v[:, :, -1], ((xn, 0, z0), (xn, yn, z0), (xn, 0, zn)), (1, 0, 0)),
     }
 
 
@@ -130,8 +133,16 @@ def face_geometry(
         corners = np.array([[size / 2 + scale * c[0], size / 2 - scale * c[1]] for c in cam_pts])
         far = cam_pts[1] + cam_pts[2] - cam_pts[0]
         depth = float(np.mean([c[2] for c in cam_pts] + [far[2]]))
-        out.append({"name": name, "visible": bool(n_cam[2] < -1e-9), "corners": corners,
-                    "depth": depth, "normal": n_cam, "getter": getter})
+        out.append(
+            {
+                "name": name,
+                "visible": bool(n_cam[2] < -1e-9),
+                "corners": corners,
+                "depth": depth,
+                "normal": n_cam,
+                "getter": getter,
+            }
+        )
     out.sort(key=lambda f: -f["depth"])
     return out
 
@@ -199,26 +210,52 @@ def render_box(
         ev = (pv - p0) / max(np.linalg.norm(pv - p0), 1e-9) * 0.6
         dst = np.float32([p0 - eu - ev, pu + eu - ev, pv - eu + ev])
         m = cv2.getAffineTransform(src, dst)
-        cv2.warpAffine(np.ascontiguousarray(tex), m, (size, size), dst=frame, flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_TRANSPARENT)
+        cv2.warpAffine(
+            np.ascontiguousarray(tex),
+            m,
+            (size, size),
+            dst=frame,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_TRANSPARENT,
+        )
     return frame
 
 
-def rotation_frames(volume: np.ndarray, colour: Callable, *, frames: int = 36, size: int = 256,
-                    elevation: float = 30.0, start: float = 35.0) -> list[np.ndarray]:
+def rotation_frames(
+    volume: np.ndarray,
+    colour: Callable,
+    *,
+    frames: int = 36,
+    size: int = 256,
+    elevation: float = 30.0,
+    start: float = 35.0,
+) -> list[np.ndarray]:
     """``frames`` renders of a full 360-degree turn about the vertical axis."""
-    return [render_box(volume, colour, azimuth=start + 360.0 * i / frames, elevation=elevation, size=size)
-            for i in range(frames)]
+    return [
+        render_box(
+            volume, colour, azimuth=start + 360.0 * i / frames, elevation=elevation, size=size
+        )
+        for i in range(frames)
+    ]
 
 
-def slicing_frames(volume: np.ndarray, colour: Callable, *, frames: int = 36, size: int = 256,
-                   elevation: float = 30.0, azimuth: float = 35.0) -> list[np.ndarray]:
+def slicing_frames(
+    volume: np.ndarray,
+    colour: Callable,
+    *,
+    frames: int = 36,
+    size: int = 256,
+    elevation: float = 30.0,
+    azimuth: float = 35.0,
+) -> list[np.ndarray]:
     """The cube cut away from the top: frame i shows slices ``z_i..Z`` with slice
     ``z_i`` as the top face, ``z_i`` going from 0 to the last slice."""
     zn = volume.shape[0]
     depths = np.unique(np.rint(np.linspace(0, zn - 1, frames)).astype(int))
-    return [render_box(volume, colour, azimuth=azimuth, elevation=elevation, size=size, z0=int(k))
-            for k in depths]
+    return [
+        render_box(volume, colour, azimuth=azimuth, elevation=elevation, size=size, z0=int(k))
+        for k in depths
+    ]
 
 
 # --------------------------------------------------------------------------- composites
@@ -252,13 +289,19 @@ def hstack(tiles: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
     out = np.full((h, w, 3), 255, np.uint8)
     x = 0
     for t in tiles:
-        out[: t.shape[0], x: x + t.shape[1]] = t
+        out[: t.shape[0], x : x + t.shape[1]] = t
         x += t.shape[1] + gap
     return out
 
 
-def preview(image: np.ndarray, volume: np.ndarray, colour: Callable, *, size: int = 256,
-            nearest: bool = False) -> np.ndarray:
+def preview(
+    image: np.ndarray,
+    volume: np.ndarray,
+    colour: Callable,
+    *,
+    size: int = 256,
+    nearest: bool = False,
+) -> np.ndarray:
     """Training image | z, y, x mid-slices | cube render, captioned, ``size`` px tall.
 
     ``nearest`` keeps label colours exact when tiles are scaled (n-phase data).
@@ -269,29 +312,42 @@ def preview(image: np.ndarray, volume: np.ndarray, colour: Callable, *, size: in
         _caption(fit_height(colour(volume[zn // 2]), size, nearest), f"3D z = {zn // 2}"),
         _caption(fit_height(colour(volume[:, yn // 2]), size, nearest), f"3D y = {yn // 2}"),
         _caption(fit_height(colour(volume[:, :, xn // 2]), size, nearest), f"3D x = {xn // 2}"),
-        _caption(render_box(volume, colour, azimuth=35.0, elevation=30.0, size=size),
-                 f"3D {zn}x{yn}x{xn}"),
+        _caption(
+            render_box(volume, colour, azimuth=35.0, elevation=30.0, size=size),
+            f"3D {zn}x{yn}x{xn}",
+        ),
     ]
     return hstack(tiles)
 
 
-def mask_overlay(image_rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = MASK_COLOUR
-                 ) -> np.ndarray:
+def mask_overlay(
+    image_rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = MASK_COLOUR
+) -> np.ndarray:
     """Copy of an RGB image with the mask's pixels painted ``colour``."""
     out = np.array(image_rgb, copy=True)
     out[np.asarray(mask) > 0] = colour
     return out
 
 
-def inpaint_panel(segmented: np.ndarray, mask: np.ndarray, training: np.ndarray, colour: Callable,
-                  *, max_height: int = 1024) -> np.ndarray:
+def inpaint_panel(
+    segmented: np.ndarray,
+    mask: np.ndarray,
+    training: np.ndarray,
+    colour: Callable,
+    *,
+    max_height: int = 1024,
+) -> np.ndarray:
     """Segmented image with the mask in red beside the in-painted training image
     (MicroLib Figure 2, columns 2-3), at native resolution up to ``max_height``."""
     left = mask_overlay(colour(segmented), mask)
     right = colour(training)
     h = min(left.shape[0], max_height)
-    return hstack([_caption(fit_height(left, h, True), "segmented + mask"),
-                   _caption(fit_height(right, h, True), "in-painted (training)")])
+    return hstack(
+        [
+            _caption(fit_height(left, h, True), "segmented + mask"),
+            _caption(fit_height(right, h, True), "in-painted (training)"),
+        ]
+    )
 
 
 def encode_gif(frames: Sequence[np.ndarray], duration_ms: int = 80, colours: int = 256) -> bytes:
@@ -309,9 +365,20 @@ def encode_gif(frames: Sequence[np.ndarray], duration_ms: int = 80, colours: int
     # about 64k sampled pixels in all, every frame contributing
     step = max(int(math.sqrt(frames[0].shape[0] * frames[0].shape[1] * len(frames) / 65536)), 1)
     sample = Image.fromarray(np.concatenate([f[::step, ::step] for f in frames], axis=1))
-    palette = sample.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    palette = sample.quantize(
+        colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    images = [
+        Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames
+    ]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms,
-                   loop=0, optimize=False)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=duration_ms,
+        loop=0,
+        optimize=False,
+    )
     return buf.getvalue()

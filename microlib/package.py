@@ -22,8 +22,16 @@ DOITPOMS_CREDIT = "DoITPoMS Micrograph Library, University of Cambridge"
 
 # MicroLib's data_anns.json fields, in its order, then ours
 MICROLIB_FIELDS = (
-    "name", "data_type", "brief_descr", "keywords", "category", "element", "technique",
-    "long desc", "contributor", "organisation",
+    "name",
+    "data_type",
+    "brief_descr",
+    "keywords",
+    "category",
+    "element",
+    "technique",
+    "long desc",
+    "contributor",
+    "organisation",
 )
 
 # already-compressed members are stored, the rest deflated
@@ -158,12 +166,15 @@ def excluded_records(
         }
     for ident, info in ((index or {}).get("entries") or {}).items():
         if info.get("status") == "failed":
-            out.setdefault(entry_id(ident), {
-                "name": entry_name(ident),
-                "stage": "scrape",
-                "reasons": [f"scrape failed: {info.get('reason') or 'unknown reason'}"],
-                "criteria": ["scrape"],
-            })
+            out.setdefault(
+                entry_id(ident),
+                {
+                    "name": entry_name(ident),
+                    "stage": "scrape",
+                    "reasons": [f"scrape failed: {info.get('reason') or 'unknown reason'}"],
+                    "criteria": ["scrape"],
+                },
+            )
     return dict(sorted(out.items()))
 
 
@@ -193,8 +204,11 @@ def write_zip(
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
         for path in files:
             arcname = str(PurePosixPath(dataset_dir.name, *path.relative_to(dataset_dir).parts))
-            compress = (zipfile.ZIP_STORED if path.suffix.lower() in _STORED_SUFFIXES
-                        else zipfile.ZIP_DEFLATED)
+            compress = (
+                zipfile.ZIP_STORED
+                if path.suffix.lower() in _STORED_SUFFIXES
+                else zipfile.ZIP_DEFLATED
+            )
             zf.write(path, arcname, compress_type=compress)
             names.append(arcname)
     return names
@@ -207,8 +221,12 @@ def check_member(name: str, target: Path) -> Path:
     resolved path is outside ``target``.
     """
     pure = PurePosixPath(name.replace("\\", "/"))
-    if (pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0])
-            or not pure.parts):
+    if (
+        pure.is_absolute()
+        or ".." in pure.parts
+        or (pure.parts and ":" in pure.parts[0])
+        or not pure.parts
+    ):
         raise MicrolibError(f"zip member {name!r} would be written outside {target}")
     dest = (target / Path(*pure.parts)).resolve()
     root = target.resolve()

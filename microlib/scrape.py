@@ -139,15 +139,124 @@ def split_list(text: str | None) -> list[str]:
 # --------------------------------------------------------------------------- elements
 
 ELEMENTS: tuple[str, ...] = (
-    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P",
-    "S", "Cl", "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
-    "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc",
-    "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La",
-    "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu",
-    "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At",
-    "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es",
-    "Fm", "Md", "No", "Lr", "Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh",
-    "Fl", "Mc", "Lv", "Ts", "Og",
+    "H",
+    "He",
+    "Li",
+    "Be",
+    "B",
+    "C",
+    "N",
+    "O",
+    "F",
+    "Ne",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "P",
+    "S",
+    "Cl",
+    "Ar",
+    "K",
+    "Ca",
+    "Sc",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Ga",
+    "Ge",
+    "As",
+    "Se",
+    "Br",
+    "Kr",
+    "Rb",
+    "Sr",
+    "Y",
+    "Zr",
+    "Nb",
+    "Mo",
+    "Tc",
+    "Ru",
+    "Rh",
+    "Pd",
+    "Ag",
+    "Cd",
+    "In",
+    "Sn",
+    "Sb",
+    "Te",
+    "I",
+    "Xe",
+    "Cs",
+    "Ba",
+    "La",
+    "Ce",
+    "Pr",
+    "Nd",
+    "Pm",
+    "Sm",
+    "Eu",
+    "Gd",
+    "Tb",
+    "Dy",
+    "Ho",
+    "Er",
+    "Tm",
+    "Yb",
+    "Lu",
+    "Hf",
+    "Ta",
+    "W",
+    "Re",
+    "Os",
+    "Ir",
+    "Pt",
+    "Au",
+    "Hg",
+    "Tl",
+    "Pb",
+    "Bi",
+    "Po",
+    "At",
+    "Rn",
+    "Fr",
+    "Ra",
+    "Ac",
+    "Th",
+    "Pa",
+    "U",
+    "Np",
+    "Pu",
+    "Am",
+    "Cm",
+    "Bk",
+    "Cf",
+    "Es",
+    "Fm",
+    "Md",
+    "No",
+    "Lr",
+    "Rf",
+    "Db",
+    "Sg",
+    "Bh",
+    "Hs",
+    "Mt",
+    "Ds",
+    "Rg",
+    "Cn",
+    "Nh",
+    "Fl",
+    "Mc",
+    "Lv",
+    "Ts",
+    "Og",
 )
 _ELEMENT_SET = frozenset(ELEMENTS)
 
@@ -189,11 +298,13 @@ def parse_elements(composition: str | None) -> list[str]:
         symbols = _SYMBOL.findall(token)
         if not symbols or any(s not in _ELEMENT_SET for s in symbols):
             continue
-        if token.isalpha() and token.isupper() and (
-                len(symbols) >= 3 or len(set(symbols)) < len(symbols)):
+        if (
+            token.isalpha()
+            and token.isupper()
+            and (len(symbols) >= 3 or len(set(symbols)) < len(symbols))
+        ):
             continue
-        if (len(symbols) == 1 and token in _WORDLIKE
-                and _PROSE_AFTER.match(composition, m.end())):
+        if len(symbols) == 1 and token in _WORDLIKE and _PROSE_AFTER.match(composition, m.end()):
             continue
         for s in symbols:
             if s not in out:
@@ -224,10 +335,32 @@ _LABELS: dict[str, str] = {
     "institution": "organisation",
 }
 _LIST_FIELDS = ("keywords", "category")
-_BLOCK_TAGS = frozenset({
-    "br", "p", "div", "li", "ul", "ol", "tr", "td", "th", "dd", "dt", "table",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "blockquote", "pre", "section",
-})
+_BLOCK_TAGS = frozenset(
+    {
+        "br",
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "dd",
+        "dt",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "blockquote",
+        "pre",
+        "section",
+    }
+)
 _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 
 
@@ -258,7 +391,8 @@ def _text_of(node: Any) -> str:
                 parts.append(" ")
             stack.append((iter(child.children), block))
         elif isinstance(child, NavigableString) and not isinstance(
-                child, Comment | Declaration | ProcessingInstruction):
+            child, Comment | Declaration | ProcessingInstruction
+        ):
             parts.append(str(child))
     return "".join(parts)
 
@@ -355,8 +489,9 @@ def find_licence(soup: Any, page_url: str | None = None) -> tuple[str | None, st
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 
 
-def parse_record(page: bytes | str, page_url: str | None = None,
-                 content_type: str | None = None) -> dict[str, Any] | None:
+def parse_record(
+    page: bytes | str, page_url: str | None = None, content_type: str | None = None
+) -> dict[str, Any] | None:
     """Parse a DoITPoMS record page into its metadata fields.
 
     Parameters
@@ -387,8 +522,11 @@ def parse_record(page: bytes | str, page_url: str | None = None,
         m = _CHARSET.search(content_type)
         encoding = m.group(1) if m else None
     try:
-        soup = BeautifulSoup(page, "html.parser", from_encoding=encoding) if encoding \
+        soup = (
+            BeautifulSoup(page, "html.parser", from_encoding=encoding)
+            if encoding
             else BeautifulSoup(page, "html.parser")
+        )
     except LookupError:  # unknown charset in the header: let bs4 sniff
         soup = BeautifulSoup(page, "html.parser")
     container = soup.select_one("div.col-md-8") or soup
@@ -397,8 +535,16 @@ def parse_record(page: bytes | str, page_url: str | None = None,
         values = _labelled_values(soup)
 
     rec: dict[str, Any] = {}
-    for fld in ("brief_descr", "keywords", "category", "composition", "technique",
-                "long desc", "contributor", "organisation"):
+    for fld in (
+        "brief_descr",
+        "keywords",
+        "category",
+        "composition",
+        "technique",
+        "long desc",
+        "contributor",
+        "organisation",
+    ):
         tags = values.get(fld, [])
         if fld in _LIST_FIELDS:
             rec[fld] = _list_value(tags)
@@ -433,9 +579,14 @@ def _looks_like_markup(data: bytes) -> bool:
     return head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"<!--"))
 
 
-def validate_image(data: bytes, *, min_side: int = 32, max_side: int = 20000,
-                   max_pixels: int = 100_000_000,
-                   formats: tuple[str, ...] = IMAGE_FORMATS) -> ImageInfo:
+def validate_image(
+    data: bytes,
+    *,
+    min_side: int = 32,
+    max_side: int = 20000,
+    max_pixels: int = 100_000_000,
+    formats: tuple[str, ...] = IMAGE_FORMATS,
+) -> ImageInfo:
     """Check that ``data`` is a complete, decodable image of plausible size.
 
     The image is fully decoded (``verify()`` alone misses truncated JPEG scans), with
@@ -470,8 +621,9 @@ def validate_image(data: bytes, *, min_side: int = 32, max_side: int = 20000,
             with im:
                 fmt, (w, h), mode = im.format or "?", im.size, im.mode
                 if fmt not in formats:
-                    raise MicrolibError(f"unsupported image format {fmt} "
-                                        f"(allowed: {', '.join(formats)})")
+                    raise MicrolibError(
+                        f"unsupported image format {fmt} (allowed: {', '.join(formats)})"
+                    )
                 if min(w, h) < min_side:
                     raise MicrolibError(f"image too small: {w}x{h} px (min side {min_side})")
                 if max(w, h) > max_side:

@@ -47,7 +47,9 @@ def denoise(grey: np.ndarray, method: str = "median", size: float = 3) -> np.nda
         return ndimage.median_filter(g, size=int(size) | 1, mode="reflect")
     if method == "gaussian":
         return ndimage.gaussian_filter(g, sigma=float(size) / 3.0, mode="reflect")
-    raise ValueError(f"unknown denoise method {method!r} (choose from {', '.join(DENOISE_METHODS)})")
+    raise ValueError(
+        f"unknown denoise method {method!r} (choose from {', '.join(DENOISE_METHODS)})"
+    )
 
 
 def suppress_halos(labels: np.ndarray, grey: np.ndarray) -> np.ndarray:
@@ -95,8 +97,14 @@ def suppress_halos(labels: np.ndarray, grey: np.ndarray) -> np.ndarray:
     return lab
 
 
-def label_phases(grey: np.ndarray, thresholds: list[float], *, method: str = "median",
-                 size: float = 3, halos: bool = True) -> np.ndarray:
+def label_phases(
+    grey: np.ndarray,
+    thresholds: list[float],
+    *,
+    method: str = "median",
+    size: float = 3,
+    halos: bool = True,
+) -> np.ndarray:
     """Threshold a grey image into phase labels ``0..n-1`` (ascending grey order).
 
     Each pixel is binned once: ``label = np.digitize(value, thresholds)``, so a value
@@ -132,8 +140,9 @@ def label_phases(grey: np.ndarray, thresholds: list[float], *, method: str = "me
     return lab
 
 
-def phase_statistics(grey: np.ndarray, labels: np.ndarray, n_phases: int,
-                     mask: np.ndarray | None = None) -> dict[str, list[float]]:
+def phase_statistics(
+    grey: np.ndarray, labels: np.ndarray, n_phases: int, mask: np.ndarray | None = None
+) -> dict[str, list[float]]:
     """Mean raw grey level and area fraction of each phase, mask excluded."""
     g = np.asarray(grey, dtype=np.float64)
     keep = np.ones(g.shape, bool) if mask is None else ~np.asarray(mask, bool)
@@ -143,12 +152,21 @@ def phase_statistics(grey: np.ndarray, labels: np.ndarray, n_phases: int,
     sums = np.bincount(lab, weights=vals, minlength=n_phases)[:n_phases]
     means = np.divide(sums, counts, out=np.full(n_phases, np.nan), where=counts > 0)
     total = max(counts.sum(), 1.0)
-    return {"grey_values": [round(float(m), 2) if np.isfinite(m) else None for m in means],
-            "fractions": [round(float(c / total), 5) for c in counts]}
+    return {
+        "grey_values": [round(float(m), 2) if np.isfinite(m) else None for m in means],
+        "fractions": [round(float(c / total), 5) for c in counts],
+    }
 
 
-def segment_image(image: np.ndarray, annotation: dict[str, Any], *, method: str = "median",
-                  size: float = 3, halos: bool = True, entry: str | None = None) -> dict[str, Any]:
+def segment_image(
+    image: np.ndarray,
+    annotation: dict[str, Any],
+    *,
+    method: str = "median",
+    size: float = 3,
+    halos: bool = True,
+    entry: str | None = None,
+) -> dict[str, Any]:
     """Crop, segment and mask one raw micrograph as its annotation says.
 
     Parameters
@@ -178,15 +196,22 @@ def segment_image(image: np.ndarray, annotation: dict[str, Any], *, method: str 
     from microlib.errors import MicrolibError
 
     if not annotation.get("readable", True):
-        raise MicrolibError(f"the annotation marks the image unreadable: {annotation.get('error')}", entry=entry)
+        raise MicrolibError(
+            f"the annotation marks the image unreadable: {annotation.get('error')}", entry=entry
+        )
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[..., :3]
     shape = (annotation.get("image") or {}).get("shape")
     if shape and list(arr.shape[:2]) != list(shape[:2]):
-        raise MicrolibError(f"image is {arr.shape[1]}x{arr.shape[0]} but the annotation was made on "
-                            f"{shape[1]}x{shape[0]}", entry=entry)
-    box = clip_box((annotation.get("crop") or {}).get("box") or [0, 0, arr.shape[1], arr.shape[0]], arr.shape)
+        raise MicrolibError(
+            f"image is {arr.shape[1]}x{arr.shape[0]} but the annotation was made on "
+            f"{shape[1]}x{shape[0]}",
+            entry=entry,
+        )
+    box = clip_box(
+        (annotation.get("crop") or {}).get("box") or [0, 0, arr.shape[1], arr.shape[0]], arr.shape
+    )
     if box is None:
         raise MicrolibError("crop box lies outside the image", entry=entry)
     cropped = crop_image(arr, box)
@@ -202,14 +227,20 @@ def segment_image(image: np.ndarray, annotation: dict[str, Any], *, method: str 
     if dtype in ("twophase", "threephase", "nphase"):
         th = (annotation.get("phases") or {}).get("thresholds")
         if not th:
-            raise MicrolibError(f"data_type {dtype} but the annotation has no thresholds", entry=entry)
+            raise MicrolibError(
+                f"data_type {dtype} but the annotation has no thresholds", entry=entry
+            )
         labels = label_phases(grey, th, method=method, size=size, halos=halos)
         n = len(th) + 1
         stats = phase_statistics(grey, labels, n, mask)
         out_img = labels
         grey_values, fractions = stats["grey_values"], stats["fractions"]
     elif dtype == "grayscale":
-        out_img = np.clip(np.round(grey), 0, 255).astype(np.uint8) if cropped.ndim == 3 else cropped.astype(np.uint8)
+        out_img = (
+            np.clip(np.round(grey), 0, 255).astype(np.uint8)
+            if cropped.ndim == 3
+            else cropped.astype(np.uint8)
+        )
         n, grey_values, fractions = 1, None, None
     elif dtype == "colour":
         if cropped.ndim != 3:
@@ -218,6 +249,12 @@ def segment_image(image: np.ndarray, annotation: dict[str, Any], *, method: str 
         n, grey_values, fractions = 3, None, None
     else:
         raise MicrolibError(f"unknown data_type {dtype!r} in the annotation", entry=entry)
-    return {"image": np.ascontiguousarray(out_img), "mask": (mask.astype(np.uint8) * 255),
-            "data_type": dtype, "n_phases": int(n), "phase_grey_values": grey_values,
-            "fractions": fractions, "crop_box": box}
+    return {
+        "image": np.ascontiguousarray(out_img),
+        "mask": (mask.astype(np.uint8) * 255),
+        "data_type": dtype,
+        "n_phases": int(n),
+        "phase_grey_values": grey_values,
+        "fractions": fractions,
+        "crop_box": box,
+    }

@@ -36,7 +36,9 @@ def resolve(root: Path, raw_path: str) -> Path | None:
         ids = parse_qs(parts.query).get("id", [])
         if len(ids) != 1 or not ids[0].isdigit():
             return None
-        candidate = root / path.lstrip("/").rsplit("/", 1)[0] / "full_record" / f"{int(ids[0])}.html"
+        candidate = (
+            root / path.lstrip("/").rsplit("/", 1)[0] / "full_record" / f"{int(ids[0])}.html"
+        )
     else:
         candidate = root / path.lstrip("/")
     try:
@@ -77,15 +79,21 @@ class _Handler(BaseHTTPRequestHandler):
         elif ims is not None:
             with contextlib.suppress(TypeError, ValueError):
                 not_modified = int(mtime) <= email.utils.parsedate_to_datetime(ims).timestamp()
-        ctype = {".html": "text/html; charset=utf-8", ".jpg": "image/jpeg", ".png": "image/png",
-                 ".txt": "text/plain; charset=utf-8"}.get(target.suffix, "application/octet-stream")
+        ctype = {
+            ".html": "text/html; charset=utf-8",
+            ".jpg": "image/jpeg",
+            ".png": "image/png",
+            ".txt": "text/plain; charset=utf-8",
+        }.get(target.suffix, "application/octet-stream")
         headers = {"ETag": etag, "Last-Modified": last_mod}
         if not_modified:
             self._send(HTTPStatus.NOT_MODIFIED, b"", ctype, headers, body=False)
         else:
             self._send(HTTPStatus.OK, data, ctype, headers, body=body)
 
-    def _send(self, status, data: bytes, ctype: str, headers: dict | None = None, body: bool = True):
+    def _send(
+        self, status, data: bytes, ctype: str, headers: dict | None = None, body: bool = True
+    ):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if status != HTTPStatus.NOT_MODIFIED:
@@ -106,8 +114,12 @@ def serve_site(root: str | Path) -> Iterator[str]:
     handler = type("SiteHandler", (_Handler,), {"root": root})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="microlib-site", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="microlib-site",
+        daemon=True,
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/miclib/"

@@ -36,19 +36,22 @@ from microlib.slicegan.presets import Preset
 
 MAX_PHASES = 16
 TRAIN_STATE_FORMAT = "microlib-slicegan-train/1"
-_NPHASE_DATA_TYPES = ("twophase", "threephase", "nphase")
-
+from microlib.datatypes import NPHASE_TYPES as _NPHASE_DATA_TYPES  # noqa: E402
 
 # --------------------------------------------------------------------------- inputs
 
 
 def _is_grey_rgb(a: np.ndarray) -> bool:
-    return a.ndim == 3 and a.shape[2] == 3 and bool(
-        np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]))
+    return (
+        a.ndim == 3
+        and a.shape[2] == 3
+        and bool(np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]))
+    )
 
 
-def infer_image_type(array: np.ndarray, meta: dict | None = None, is_volume: bool = False,
-                     entry: str | None = None) -> str:
+def infer_image_type(
+    array: np.ndarray, meta: dict | None = None, is_volume: bool = False, entry: str | None = None
+) -> str:
     """Decide the image type of a training image when the user did not state it.
 
     Uses the ``microlib`` PNG/TIFF metadata when present (``data_type``); otherwise only
@@ -78,12 +81,19 @@ def infer_image_type(array: np.ndarray, meta: dict | None = None, is_volume: boo
     raise MicrolibError(
         f"cannot tell the image type: no microlib metadata and {values.size} distinct grey "
         f"values that are not labels 0..n-1; pass --image-type grayscale (or nphase with "
-        f"--phases N to map {values.size} grey levels to labels)", entry=entry)
+        f"--phases N to map {values.size} grey levels to labels)",
+        entry=entry,
+    )
 
 
-def prepare_training_array(array: np.ndarray, image_type: str, n_phases: int | None = None,
-                           meta: dict | None = None, is_volume: bool = False,
-                           entry: str | None = None) -> tuple[np.ndarray, dict]:
+def prepare_training_array(
+    array: np.ndarray,
+    image_type: str,
+    n_phases: int | None = None,
+    meta: dict | None = None,
+    is_volume: bool = False,
+    entry: str | None = None,
+) -> tuple[np.ndarray, dict]:
     """Validate a training image and return it in canonical form.
 
     Parameters
@@ -110,8 +120,9 @@ def prepare_training_array(array: np.ndarray, image_type: str, n_phases: int | N
         labels when they were mapped, else None).
     """
     if image_type not in IMAGE_TYPES:
-        raise MicrolibError(f"unknown image type {image_type!r} ({', '.join(IMAGE_TYPES)})",
-                            entry=entry)
+        raise MicrolibError(
+            f"unknown image type {image_type!r} ({', '.join(IMAGE_TYPES)})", entry=entry
+        )
     a = np.asarray(array)
     meta = meta or {}
     want_dims = 3 if is_volume else 2
@@ -119,19 +130,24 @@ def prepare_training_array(array: np.ndarray, image_type: str, n_phases: int | N
         if is_volume:
             raise MicrolibError("colour training needs a 2D RGB image, not a volume", entry=entry)
         if a.ndim != 3 or a.shape[2] not in (3, 4):
-            raise MicrolibError(f"colour training needs an RGB image, got shape {a.shape}",
-                                entry=entry)
+            raise MicrolibError(
+                f"colour training needs an RGB image, got shape {a.shape}", entry=entry
+            )
         a = a[..., :3]
         return _to_uint8(a, entry), {"n_phases": 3, "grey_levels": None}
     # n-phase and grayscale are single-channel
     if not is_volume and a.ndim == 3 and a.shape[2] in (3, 4):
         if not _is_grey_rgb(a[..., :3]):
-            raise MicrolibError(f"a colour image cannot be trained as {image_type}; pass "
-                                "--image-type colour", entry=entry)
+            raise MicrolibError(
+                f"a colour image cannot be trained as {image_type}; pass --image-type colour",
+                entry=entry,
+            )
         a = a[..., 0]
     if a.ndim != want_dims:
-        raise MicrolibError(f"expected a {'3D volume' if is_volume else '2D image'}, got shape "
-                            f"{a.shape}", entry=entry)
+        raise MicrolibError(
+            f"expected a {'3D volume' if is_volume else '2D image'}, got shape {a.shape}",
+            entry=entry,
+        )
     if image_type == "grayscale":
         return _to_uint8(a, entry), {"n_phases": 1, "grey_levels": None}
 
@@ -141,19 +157,25 @@ def prepare_training_array(array: np.ndarray, image_type: str, n_phases: int | N
         raise MicrolibError(
             f"image has {values.size} distinct values: a grey or JPEG image, not n-phase "
             f"labels (one-hot would need {values.size} channels); segment it first or pass "
-            "--image-type grayscale", entry=entry)
+            "--image-type grayscale",
+            entry=entry,
+        )
     is_labels = values.size >= 1 and values.min() >= 0 and np.all(values == np.round(values))
     n_decl = n_phases or meta_n
     if meta_n and n_phases and int(meta_n) != int(n_phases):
-        raise MicrolibError(f"--phases {n_phases} contradicts the image metadata "
-                            f"(n_phases {meta_n})", entry=entry)
+        raise MicrolibError(
+            f"--phases {n_phases} contradicts the image metadata (n_phases {meta_n})", entry=entry
+        )
     grey_levels = None
     if is_labels and values.max() < max(values.size, int(n_decl or 0)):
         labels = a.astype(np.uint8)
         n = int(n_decl) if n_decl else int(values.max()) + 1
     elif meta_n:
-        raise MicrolibError(f"metadata says {meta_n} phases but the image holds values "
-                            f"{_fmt_values(values)}, not labels 0..{int(meta_n) - 1}", entry=entry)
+        raise MicrolibError(
+            f"metadata says {meta_n} phases but the image holds values "
+            f"{_fmt_values(values)}, not labels 0..{int(meta_n) - 1}",
+            entry=entry,
+        )
     elif n_phases and values.size == int(n_phases):
         # explicit phase count: map distinct grey levels to labels in ascending order
         labels = np.searchsorted(values, a).astype(np.uint8)
@@ -163,14 +185,20 @@ def prepare_training_array(array: np.ndarray, image_type: str, n_phases: int | N
         raise MicrolibError(
             f"image handed in as n-phase holds {values.size} distinct values "
             f"{_fmt_values(values)}, not labels 0..n-1; pass --phases {values.size} to map "
-            "them to labels in ascending grey order", entry=entry)
+            "them to labels in ascending grey order",
+            entry=entry,
+        )
     if n < 2:
-        raise MicrolibError(f"n-phase training needs at least 2 phases, the image has {n}",
-                            entry=entry)
+        raise MicrolibError(
+            f"n-phase training needs at least 2 phases, the image has {n}", entry=entry
+        )
     present = int(np.unique(labels).size)
     if n_decl and present != int(n_decl):
-        raise MicrolibError(f"expected {int(n_decl)} phases but the image holds {present} "
-                            f"({_fmt_values(np.unique(labels))})", entry=entry)
+        raise MicrolibError(
+            f"expected {int(n_decl)} phases but the image holds {present} "
+            f"({_fmt_values(np.unique(labels))})",
+            entry=entry,
+        )
     return labels, {"n_phases": n, "grey_levels": grey_levels}
 
 
@@ -186,8 +214,9 @@ def _to_uint8(a: np.ndarray, entry: str | None) -> np.ndarray:
         return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
     if a.size and a.min() >= 0 and a.max() <= 255:
         return np.round(a).astype(np.uint8)
-    raise MicrolibError(f"cannot read {a.dtype} values in [{a.min()}, {a.max()}] as 8-bit "
-                        "grey", entry=entry)
+    raise MicrolibError(
+        f"cannot read {a.dtype} values in [{a.min()}, {a.max()}] as 8-bit grey", entry=entry
+    )
 
 
 @dataclass
@@ -229,10 +258,16 @@ class TrainingSet:
         return h.hexdigest()
 
 
-def make_training_set(arrays: Sequence[np.ndarray], image_type: str, l: int,  # noqa: E741
-                      n_phases: int | None = None, metas: Sequence[dict | None] | None = None,
-                      volumes: Sequence[bool] | None = None, anisotropic: bool | None = None,
-                      entry: str | None = None) -> TrainingSet:
+def make_training_set(
+    arrays: Sequence[np.ndarray],
+    image_type: str,
+    l: int,  # noqa: E741
+    n_phases: int | None = None,
+    metas: Sequence[dict | None] | None = None,
+    volumes: Sequence[bool] | None = None,
+    anisotropic: bool | None = None,
+    entry: str | None = None,
+) -> TrainingSet:
     """Validate one or three training images (or one volume) for slices of edge ``l``.
 
     Parameters
@@ -253,40 +288,56 @@ def make_training_set(arrays: Sequence[np.ndarray], image_type: str, l: int,  # 
     """
     arrays = list(arrays)
     if len(arrays) not in (1, 3):
-        raise MicrolibError(f"give one training image (isotropic) or three (anisotropic), "
-                            f"not {len(arrays)}", entry=entry)
+        raise MicrolibError(
+            f"give one training image (isotropic) or three (anisotropic), not {len(arrays)}",
+            entry=entry,
+        )
     metas = list(metas) if metas is not None else [None] * len(arrays)
     if volumes is None:
-        volumes = [len(arrays) == 1 and np.asarray(arrays[0]).ndim == 3
-                   and np.asarray(arrays[0]).shape[-1] not in (3, 4)]
+        volumes = [
+            len(arrays) == 1
+            and np.asarray(arrays[0]).ndim == 3
+            and np.asarray(arrays[0]).shape[-1] not in (3, 4)
+        ]
         volumes += [False] * (len(arrays) - 1)
     if len(arrays) == 3 and any(volumes):
         raise MicrolibError("anisotropic training takes three 2D images, not volumes", entry=entry)
     out, infos = [], []
     for i, (a, m, vol) in enumerate(zip(arrays, metas, volumes, strict=True)):
         who = entry if len(arrays) == 1 else f"{entry or 'image'}[{i}]"
-        canon, info = prepare_training_array(a, image_type, n_phases=n_phases, meta=m,
-                                             is_volume=vol, entry=who)
+        canon, info = prepare_training_array(
+            a, image_type, n_phases=n_phases, meta=m, is_volume=vol, entry=who
+        )
         spatial = canon.shape[:3] if vol else canon.shape[:2]
         if min(spatial) < l:
             dims = "x".join(map(str, spatial))
-            raise MicrolibError(f"{'volume' if vol else 'image'} is {dims} px, smaller than "
-                                f"the {l} px training crop", entry=who)
+            raise MicrolibError(
+                f"{'volume' if vol else 'image'} is {dims} px, smaller than "
+                f"the {l} px training crop",
+                entry=who,
+            )
         out.append(canon)
         infos.append(info)
     ncs = {info["n_phases"] for info in infos}
     if len(ncs) != 1:
-        raise MicrolibError(f"the three images have different phase counts "
-                            f"({', '.join(str(i['n_phases']) for i in infos)})", entry=entry)
+        raise MicrolibError(
+            f"the three images have different phase counts "
+            f"({', '.join(str(i['n_phases']) for i in infos)})",
+            entry=entry,
+        )
     grey = [i["grey_levels"] for i in infos]
     if any(g != grey[0] for g in grey):
-        raise MicrolibError("the three images map different grey levels to the phases",
-                            entry=entry)
+        raise MicrolibError("the three images map different grey levels to the phases", entry=entry)
     aniso = (len(arrays) == 3) if anisotropic is None else bool(anisotropic)
     if aniso and len(arrays) == 1 and not volumes[0]:
         raise MicrolibError("anisotropic training needs three images or a 3D volume", entry=entry)
-    return TrainingSet(image_type=image_type, nc=int(ncs.pop()), sources=out,
-                       anisotropic=aniso, grey_levels=grey[0])
+    return TrainingSet(
+        image_type=image_type,
+        nc=int(ncs.pop()),
+        sources=out,
+        anisotropic=aniso,
+        grey_levels=grey[0],
+    )
 
 
 # --------------------------------------------------------------------------- trainer
@@ -333,8 +384,16 @@ class Optimisations:
 
     @classmethod
     def baseline(cls) -> Optimisations:
-        return cls(device_sampling=False, lazy_sync=False, autocast_bf16=False, tf32=False,
-                   cudnn_benchmark=False, fused_adam=False, channels_last=False, compile=False)
+        return cls(
+            device_sampling=False,
+            lazy_sync=False,
+            autocast_bf16=False,
+            tf32=False,
+            cudnn_benchmark=False,
+            fused_adam=False,
+            channels_last=False,
+            compile=False,
+        )
 
     def effective(self, device: torch.device) -> dict[str, bool]:
         """The switches that actually apply on ``device`` (CUDA-only ones off on CPU)."""
@@ -350,8 +409,11 @@ class Optimisations:
 @contextlib.contextmanager
 def cuda_backend_flags(tf32: bool, benchmark: bool):
     """Set TF32 / cuDNN benchmark for a block and restore the previous values."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-           torch.backends.cudnn.benchmark)
+    old = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -362,8 +424,11 @@ def cuda_backend_flags(tf32: bool, benchmark: bool):
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark) = old
+            (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark,
+            ) = old
 
 
 def slices_along(volumes: torch.Tensor, axis: int) -> torch.Tensor:
@@ -405,9 +470,15 @@ class SliceGANTrainer:
     not bit-identical.
     """
 
-    def __init__(self, tset: TrainingSet, preset: Preset, seed: int = 0,
-                 device: str | torch.device = "cpu", opts: Optimisations | None = None,
-                 d_update: str = "per_axis"):
+    def __init__(
+        self,
+        tset: TrainingSet,
+        preset: Preset,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        opts: Optimisations | None = None,
+        d_update: str = "per_axis",
+    ):
         self.tset, self.preset, self.seed = tset, preset, int(seed)
         self.device = torch.device(device)
         self.opts = opts or Optimisations()
@@ -418,9 +489,11 @@ class SliceGANTrainer:
         p = preset
         nc = tset.nc
         if generator_output_size(p.lz, p.gk, p.gs, p.gp) != p.l:
-            raise MicrolibError(f"preset {p.name}: generator makes "
-                                f"{generator_output_size(p.lz, p.gk, p.gs, p.gp)} voxels from "
-                                f"a latent of {p.lz}, not the slice edge l={p.l}")
+            raise MicrolibError(
+                f"preset {p.name}: generator makes "
+                f"{generator_output_size(p.lz, p.gk, p.gs, p.gp)} voxels from "
+                f"a latent of {p.lz}, not the slice edge l={p.l}"
+            )
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
         final = "softmax" if tset.image_type == "nphase" else "tanh"
@@ -441,8 +514,9 @@ class SliceGANTrainer:
         if self.eff["fused_adam"]:
             adam_kw["fused"] = True
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(p.lr_g), **adam_kw)
-        self.opt_ds = [torch.optim.Adam(d.parameters(), lr=float(p.lr_d), **adam_kw)
-                       for d in self.Ds]
+        self.opt_ds = [
+            torch.optim.Adam(d.parameters(), lr=float(p.lr_d), **adam_kw) for d in self.Ds
+        ]
         self.g_forward = torch.compile(self.G) if self.eff["compile"] else self.G
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(self.seed)
@@ -491,8 +565,11 @@ class SliceGANTrainer:
             lay = torch.randint(0, vol.shape[0], (batch,), device=dev, generator=g)
             oy = torch.randint(0, vol.shape[1] - edge + 1, (batch,), device=dev, generator=g)
             ox = torch.randint(0, vol.shape[2] - edge + 1, (batch,), device=dev, generator=g)
-            crops = vol[lay.view(-1, 1, 1), (oy.view(-1, 1) + ar).unsqueeze(2),
-                        (ox.view(-1, 1) + ar).unsqueeze(1)]
+            crops = vol[
+                lay.view(-1, 1, 1),
+                (oy.view(-1, 1) + ar).unsqueeze(2),
+                (ox.view(-1, 1) + ar).unsqueeze(1),
+            ]
         else:
             oy = torch.randint(0, src.shape[0] - edge + 1, (batch,), device=dev, generator=g)
             ox = torch.randint(0, src.shape[1] - edge + 1, (batch,), device=dev, generator=g)
@@ -513,11 +590,11 @@ class SliceGANTrainer:
                 k = rng.integers(0, vol.shape[0])
                 y = rng.integers(0, vol.shape[1] - edge + 1)
                 x = rng.integers(0, vol.shape[2] - edge + 1)
-                crop = vol[k, y:y + edge, x:x + edge]
+                crop = vol[k, y : y + edge, x : x + edge]
             else:
                 y = rng.integers(0, src.shape[0] - edge + 1)
                 x = rng.integers(0, src.shape[1] - edge + 1)
-                crop = src[y:y + edge, x:x + edge]
+                crop = src[y : y + edge, x : x + edge]
             if t == "nphase":
                 for ph in range(nc):
                     out[b, ph] = crop == ph
@@ -529,8 +606,7 @@ class SliceGANTrainer:
 
     def noise(self, batch: int) -> torch.Tensor:
         lz = self.preset.lz
-        z = torch.randn(batch, self.preset.nz, lz, lz, lz, device=self.device,
-                        generator=self.rng)
+        z = torch.randn(batch, self.preset.nz, lz, lz, lz, device=self.device, generator=self.rng)
         if self.eff["channels_last"]:
             z = z.contiguous(memory_format=torch.channels_last_3d)
         return z
@@ -555,10 +631,11 @@ class SliceGANTrainer:
         with self._autocast():
             out = D(self._critic_input(torch.cat([real, fake_s])))
         out = out.float().flatten(1).mean(1)
-        out_real, out_fake = out[: real.shape[0]].mean(), out[real.shape[0]:].mean()
+        out_real, out_fake = out[: real.shape[0]].mean(), out[real.shape[0] :].mean()
         # gradient penalty: partners drawn from all fake slices, not the first volume's
-        pick = torch.randint(0, fake_s.shape[0], (real.shape[0],), device=self.device,
-                             generator=self.rng)
+        pick = torch.randint(
+            0, fake_s.shape[0], (real.shape[0],), device=self.device, generator=self.rng
+        )
         alpha = torch.rand(real.shape[0], 1, 1, 1, device=self.device, generator=self.rng)
         interp = (alpha * real + (1.0 - alpha) * fake_s[pick]).requires_grad_(True)
         with self._autocast():
@@ -594,8 +671,11 @@ class SliceGANTrainer:
 
     def step(self) -> None:
         """One generator iteration: ``critic_iters`` critic iterations, one G update."""
-        with cuda_backend_flags(self.eff["tf32"], self.eff["cudnn_benchmark"]) \
-                if self.device.type == "cuda" else contextlib.nullcontext():
+        with (
+            cuda_backend_flags(self.eff["tf32"], self.eff["cudnn_benchmark"])
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        ):
             for _ in range(self.preset.critic_iters):
                 self._critic_iteration()
             self._generator_update()
@@ -659,26 +739,39 @@ class SliceGANTrainer:
         nd, ng = vals[4], vals[5]
         if nd == 0 and ng == 0:
             return None
-        return {"critic_loss": vals[0] / max(nd, 1), "generator_loss": vals[1] / max(ng, 1),
-                "wasserstein": vals[2] / max(nd, 1), "gp": vals[3] / max(nd, 1)}
+        return {
+            "critic_loss": vals[0] / max(nd, 1),
+            "generator_loss": vals[1] / max(ng, 1),
+            "wasserstein": vals[2] / max(nd, 1),
+            "gp": vals[3] / max(nd, 1),
+        }
 
     # ----------------------------------------------------------------- state
 
     def config(self) -> dict:
         """What defines the run (a resumed run must match it)."""
-        return {"preset": {k: v for k, v in self.preset.to_dict().items() if k != "iterations"},
-                "image_type": self.tset.image_type, "nc": self.tset.nc, "seed": self.seed,
-                "anisotropic": self.tset.anisotropic, "d_update": self.d_update,
-                "grey_levels": self.tset.grey_levels, "data_sha256": self._fingerprint}
+        return {
+            "preset": {k: v for k, v in self.preset.to_dict().items() if k != "iterations"},
+            "image_type": self.tset.image_type,
+            "nc": self.tset.nc,
+            "seed": self.seed,
+            "anisotropic": self.tset.anisotropic,
+            "d_update": self.d_update,
+            "grey_levels": self.tset.grey_levels,
+            "data_sha256": self._fingerprint,
+        }
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: networks, optimisers, RNGs, iteration.
 
         Plain containers and tensors only, so ``torch.load(weights_only=True)`` reads it.
         """
+
         def cpu(sd):
-            return {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v)
-                    for k, v in sd.items()}
+            return {
+                k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v)
+                for k, v in sd.items()
+            }
 
         return {
             "format": TRAIN_STATE_FORMAT,
@@ -709,8 +802,10 @@ class SliceGANTrainer:
         mine, theirs = self.config(), json.loads(state["config"])
         if mine != theirs:
             diff = sorted(_diff_keys(mine, theirs))
-            raise MicrolibError("the saved training state was made with different settings "
-                                f"({', '.join(diff)}); rerun with the same settings or --force")
+            raise MicrolibError(
+                "the saved training state was made with different settings "
+                f"({', '.join(diff)}); rerun with the same settings or --force"
+            )
         self.G.load_state_dict(state["generator"])
         for d, sd in zip(self.Ds, state["critics"], strict=True):
             d.load_state_dict(sd)
@@ -722,8 +817,10 @@ class SliceGANTrainer:
         else:
             # generator states are device-specific; continue with a derived seed
             self.rng.manual_seed(self.seed * 1_000_003 + int(state["iteration"]))
-            notes.append(f"state saved on {state.get('rng_device')}, resumed on "
-                         f"{self.device.type}: random stream re-seeded (not bit-identical)")
+            notes.append(
+                f"state saved on {state.get('rng_device')}, resumed on "
+                f"{self.device.type}: random stream re-seeded (not bit-identical)"
+            )
         self.host_rng.bit_generator.state = json.loads(state["host_rng"])
         acc = state["acc"].to(self.device)
         self._acc.copy_(acc[:4])
@@ -778,8 +875,10 @@ def _keep_impl_flags(saved: dict, opt: torch.optim.Optimizer) -> dict:
 
 
 def _opt_state_cpu(sd: dict) -> dict:
-    state = {k: {n: (t.detach().cpu() if torch.is_tensor(t) else t) for n, t in v.items()}
-             for k, v in sd["state"].items()}
+    state = {
+        k: {n: (t.detach().cpu() if torch.is_tensor(t) else t) for n, t in v.items()}
+        for k, v in sd["state"].items()
+    }
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
@@ -795,6 +894,13 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> set[str]:
 
 
 __all__ = [
-    "MAX_PHASES", "Optimisations", "SliceGANTrainer", "TrainingSet", "cuda_backend_flags",
-    "infer_image_type", "make_training_set", "prepare_training_array", "slices_along",
+    "MAX_PHASES",
+    "Optimisations",
+    "SliceGANTrainer",
+    "TrainingSet",
+    "cuda_backend_flags",
+    "infer_image_type",
+    "make_training_set",
+    "prepare_training_array",
+    "slices_along",
 ]

@@ -38,21 +38,21 @@ from typing import Any
 
 import numpy as np
 
+from microlib.datatypes import NPHASE_TYPES  # noqa: E402
 from microlib.errors import MicrolibError
 
-NPHASE_TYPES = ("twophase", "threephase", "nphase")
 AXES_2D = ("y", "x")
 AXES_3D = ("z", "y", "x")
 SCHEMA_VERSION = 1
 
 #: thresholds of the quality flags (recorded in every metrics file)
 THRESHOLDS: dict[str, float] = {
-    "vf_pct_error": 5.0,             # MicroLib's outlier criterion (5 of 78 entries)
-    "surface_pct_error": 10.0,       # MicroLib's mean was 4.3 %; 10 % is clearly off
-    "s2_mean_abs_error": 0.02,       # probability units, mean over phases and lags
-    "anisotropy_ratio": 1.5,         # correlation-length ratio between axes (and 1/1.5)
-    "grey_w1": 10.0,                 # grey levels
-    "grey_mean_abs_error": 10.0,     # grey levels
+    "vf_pct_error": 5.0,  # MicroLib's outlier criterion (5 of 78 entries)
+    "surface_pct_error": 10.0,  # MicroLib's mean was 4.3 %; 10 % is clearly off
+    "s2_mean_abs_error": 0.02,  # probability units, mean over phases and lags
+    "anisotropy_ratio": 1.5,  # correlation-length ratio between axes (and 1/1.5)
+    "grey_w1": 10.0,  # grey levels
+    "grey_mean_abs_error": 10.0,  # grey levels
     "autocov_mean_abs_error": 0.05,
 }
 
@@ -84,8 +84,9 @@ def _popcount(a: np.ndarray) -> int:
     return int(np.bitwise_count(a).sum(dtype=np.int64))
 
 
-def _phase_pair_counts(labels: np.ndarray, n_phases: int, max_lag: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _phase_pair_counts(
+    labels: np.ndarray, n_phases: int, max_lag: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact non-periodic pair counts along every axis.
 
     Returns
@@ -161,15 +162,18 @@ def surface_area_density(labels: np.ndarray, n_phases: int) -> dict[str, Any]:
     return {"total": total, "per_phase": per_phase, "per_axis": per_axis}
 
 
-def _surface_from_counts(both: np.ndarray, ends: np.ndarray, pairs: np.ndarray
-                         ) -> tuple[float, np.ndarray, np.ndarray]:
+def _surface_from_counts(
+    both: np.ndarray, ends: np.ndarray, pairs: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
     # faces with phase k on exactly one side = (k at first end) + (k at second end) - 2 (k at both)
     faces = pairs[:, 1].astype(np.float64)
     per_phase_axis = ends - 2 * both[:, :, 1]
     total_faces = max(faces.sum(), 1.0)
-    return (float(per_phase_axis.sum() / 2 / total_faces),
-            per_phase_axis.sum(axis=1) / total_faces,
-            per_phase_axis.sum(axis=0) / 2 / np.maximum(faces, 1.0))
+    return (
+        float(per_phase_axis.sum() / 2 / total_faces),
+        per_phase_axis.sum(axis=1) / total_faces,
+        per_phase_axis.sum(axis=0) / 2 / np.maximum(faces, 1.0),
+    )
 
 
 def correlation_length(s2: np.ndarray, vf: float) -> float | None:
@@ -228,7 +232,9 @@ def triple_phase_boundary_density(labels: np.ndarray) -> float:
     # bincount, not np.unique: no sort of 32 M voxels for a 320^3 volume
     phases = np.flatnonzero(np.bincount(v.ravel())) if v.dtype.kind in "ub" else np.unique(v)
     if len(phases) != 3:
-        raise MicrolibError(f"triple-phase-boundary density needs exactly 3 phases, found {len(phases)}")
+        raise MicrolibError(
+            f"triple-phase-boundary density needs exactly 3 phases, found {len(phases)}"
+        )
     if v.ndim == 2:
         planes = [(v, (0, 1))]
         total = (v.shape[0] - 1) * (v.shape[1] - 1)
@@ -254,8 +260,14 @@ def triple_phase_boundary_density(labels: np.ndarray) -> float:
     return count / max(total, 1)
 
 
-def tortuosity(labels: np.ndarray, phase: int, *, device: str = "cpu", conv_crit: float = 1e-2,
-               iter_limit: int = 10000) -> dict[str, Any]:
+def tortuosity(
+    labels: np.ndarray,
+    phase: int,
+    *,
+    device: str = "cpu",
+    conv_crit: float = 1e-2,
+    iter_limit: int = 10000,
+) -> dict[str, Any]:
     """Tortuosity factor of one phase along axis 0 with taufactor.
 
     A phase that does not connect the two faces normal to axis 0 has no tortuosity:
@@ -271,9 +283,15 @@ def tortuosity(labels: np.ndarray, phase: int, *, device: str = "cpu", conv_crit
     import taufactor
 
     ind = (np.asarray(labels) == phase).astype(np.uint8)
-    out: dict[str, Any] = {"percolates": percolation(ind, 1)[0], "tau": None, "d_eff": None,
-                           "vf": float(ind.mean()), "converged": None, "iterations": None,
-                           "seconds": 0.0}
+    out: dict[str, Any] = {
+        "percolates": percolation(ind, 1)[0],
+        "tau": None,
+        "d_eff": None,
+        "vf": float(ind.mean()),
+        "converged": None,
+        "iterations": None,
+        "seconds": 0.0,
+    }
     if not out["percolates"]:
         return out
     t0 = time.perf_counter()
@@ -282,7 +300,7 @@ def tortuosity(labels: np.ndarray, phase: int, *, device: str = "cpu", conv_crit
     with contextlib.redirect_stdout(io.StringIO()) as buf, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         tau = solver.solve(iter_limit=iter_limit, verbose=False, conv_crit=conv_crit)
-    out["tau"] = float(np.ravel(tau)[0])            # taufactor returns 1-element arrays
+    out["tau"] = float(np.ravel(tau)[0])  # taufactor returns 1-element arrays
     out["d_eff"] = float(np.ravel(solver.D_eff)[0])
     out["converged"] = "not converged" not in buf.getvalue()
     out["iterations"] = int(getattr(solver, "iter", 0))
@@ -357,10 +375,14 @@ def _check_lag(shape: tuple[int, ...], max_lag: int) -> None:
     if max_lag < 1:
         raise MicrolibError(f"max_lag must be >= 1, got {max_lag}")
     if max_lag >= min(shape):
-        raise MicrolibError(f"max_lag {max_lag} must be smaller than every edge of shape {tuple(shape)}")
+        raise MicrolibError(
+            f"max_lag {max_lag} must be smaller than every edge of shape {tuple(shape)}"
+        )
 
 
-def default_max_lag(image_shape: tuple[int, ...], volume_shape: tuple[int, ...], cap: int = 64) -> int:
+def default_max_lag(
+    image_shape: tuple[int, ...], volume_shape: tuple[int, ...], cap: int = 64
+) -> int:
     """``min(cap, smallest edge of image and volume // 2)``: the same lags for 2D and 3D."""
     return max(1, min(cap, min(image_shape[:2]) // 2, min(volume_shape[:3]) // 2))
 
@@ -461,9 +483,12 @@ def nphase_metrics(
         cl3 = {a: _r(correlation_length(s2_3[k, i], vf3[k]), 3) for i, a in enumerate(AXES_3D)}
         rec = {
             "label": k,
-            "vf_2d": _r(vf2[k]), "vf_3d": _r(vf3[k]),
-            "vf_abs_error": _r(abs(vf2[k] - vf3[k])), "vf_pct_error": _r(_pct(vf2[k], vf3[k]), 4),
-            "surface_2d": _r(sa2_phase[k]), "surface_3d": _r(sa3_phase[k]),
+            "vf_2d": _r(vf2[k]),
+            "vf_3d": _r(vf3[k]),
+            "vf_abs_error": _r(abs(vf2[k] - vf3[k])),
+            "vf_pct_error": _r(_pct(vf2[k], vf3[k]), 4),
+            "surface_2d": _r(sa2_phase[k]),
+            "surface_3d": _r(sa3_phase[k]),
             "surface_abs_error": _r(abs(sa2_phase[k] - sa3_phase[k])),
             "surface_pct_error": _r(_pct(sa2_phase[k], sa3_phase[k]), 4),
             "s2_2d": [_r(v) for v in mean2],
@@ -471,13 +496,21 @@ def nphase_metrics(
             "s2_2d_axes": {a: [_r(v) for v in s2_2[k, i]] for i, a in enumerate(AXES_2D)},
             "s2_3d_axes": {a: [_r(v) for v in s2_3[k, i]] for i, a in enumerate(AXES_3D)},
             "s2_mean_abs_error": _r(float(np.mean(np.abs(mean2 - mean3)))),
-            "corr_length_2d": cl2, "corr_length_3d": cl3,
-            "anisotropy_2d": _r(_anisotropy(cl2), 4), "anisotropy_3d": _r(_anisotropy(cl3), 4),
+            "corr_length_2d": cl2,
+            "corr_length_3d": cl3,
+            "anisotropy_2d": _r(_anisotropy(cl2), 4),
+            "anisotropy_3d": _r(_anisotropy(cl3), 4),
             "percolates_2d": dict(zip(AXES_2D, perc2[k], strict=True)),
             "percolates_3d": dict(zip(AXES_3D, perc3[k], strict=True)),
-            "tortuosity": None if tau_records[k] is None else {
-                "axis": "z", "shape": tau_shape, **{key: (_r(v) if isinstance(v, float) else v)
-                                                     for key, v in tau_records[k].items()}},
+            "tortuosity": None
+            if tau_records[k] is None
+            else {
+                "axis": "z",
+                "shape": tau_shape,
+                **{
+                    key: (_r(v) if isinstance(v, float) else v) for key, v in tau_records[k].items()
+                },
+            },
         }
         phases.append(rec)
 
@@ -499,9 +532,15 @@ def nphase_metrics(
         "anisotropy_3d": _r(max((p["anisotropy_3d"] or 0) for p in phases) or None, 4),
     }
     flags = []
-    if summary["vf_max_abs_pct_error"] is not None and summary["vf_max_abs_pct_error"] > th["vf_pct_error"]:
+    if (
+        summary["vf_max_abs_pct_error"] is not None
+        and summary["vf_max_abs_pct_error"] > th["vf_pct_error"]
+    ):
         flags.append("vf_error")
-    if summary["surface_area_pct_error"] is not None and summary["surface_area_pct_error"] > th["surface_pct_error"]:
+    if (
+        summary["surface_area_pct_error"] is not None
+        and summary["surface_area_pct_error"] > th["surface_pct_error"]
+    ):
         flags.append("surface_area_error")
     if summary["s2_mean_abs_error"] > th["s2_mean_abs_error"]:
         flags.append("s2_error")
@@ -523,7 +562,9 @@ def nphase_metrics(
     return {
         "phases": phases,
         "surface_area_density": {
-            "2d": _r(sa2_total), "3d": _r(sa3_total), "abs_error": _r(abs(sa2_total - sa3_total)),
+            "2d": _r(sa2_total),
+            "3d": _r(sa3_total),
+            "abs_error": _r(abs(sa2_total - sa3_total)),
             "pct_error": _r(_pct(sa2_total, sa3_total), 4),
             "2d_axes": {a: _r(v) for a, v in zip(AXES_2D, sa2_axis, strict=True)},
             "3d_axes": {a: _r(v) for a, v in zip(AXES_3D, sa3_axis, strict=True)},
@@ -563,7 +604,9 @@ def grey_metrics(
     volume = np.asarray(volume)
     colour = image.ndim == 3
     if colour != (volume.ndim == 4):
-        raise MicrolibError(f"training image {image.shape} and volume {volume.shape} differ in channels")
+        raise MicrolibError(
+            f"training image {image.shape} and volume {volume.shape} differ in channels"
+        )
     if image.ndim not in (2, 3) or volume.ndim not in (3, 4):
         raise MicrolibError(f"unexpected shapes: image {image.shape}, volume {volume.shape}")
     _check_lag(image.shape[:2], max_lag)
@@ -577,9 +620,15 @@ def grey_metrics(
         h2, h3 = grey_histogram(a), grey_histogram(b)
         m2, m3 = float(a.mean()), float(b.mean())
         s2, s3 = float(a.std()), float(b.std())
-        channels[name] = {"mean_2d": _r(m2, 4), "mean_3d": _r(m3, 4), "mean_abs_error": _r(abs(m2 - m3), 4),
-                          "std_2d": _r(s2, 4), "std_3d": _r(s3, 4), "std_abs_error": _r(abs(s2 - s3), 4),
-                          "w1": _r(wasserstein_1(h2, h3), 4)}
+        channels[name] = {
+            "mean_2d": _r(m2, 4),
+            "mean_3d": _r(m3, 4),
+            "mean_abs_error": _r(abs(m2 - m3), 4),
+            "std_2d": _r(s2, 4),
+            "std_3d": _r(s3, 4),
+            "std_abs_error": _r(abs(s2 - s3), 4),
+            "w1": _r(wasserstein_1(h2, h3), 4),
+        }
     g2 = image.mean(axis=2) if colour else image
     g3 = volume.mean(axis=3) if colour else volume
     ac2 = grey_autocovariance(g2, max_lag)
@@ -599,11 +648,13 @@ def grey_metrics(
     cl2 = {a: cl(ac2[i]) for i, a in enumerate(AXES_2D)}
     cl3 = {a: cl(ac3[i]) for i, a in enumerate(AXES_3D)}
     autocov = {
-        "2d": [_r(v) for v in ac2.mean(axis=0)], "3d": [_r(v) for v in ac3.mean(axis=0)],
+        "2d": [_r(v) for v in ac2.mean(axis=0)],
+        "3d": [_r(v) for v in ac3.mean(axis=0)],
         "2d_axes": {a: [_r(v) for v in ac2[i]] for i, a in enumerate(AXES_2D)},
         "3d_axes": {a: [_r(v) for v in ac3[i]] for i, a in enumerate(AXES_3D)},
         "mean_abs_error": _r(float(np.mean(np.abs(ac2.mean(axis=0) - ac3.mean(axis=0))))),
-        "corr_length_2d": cl2, "corr_length_3d": cl3,
+        "corr_length_2d": cl2,
+        "corr_length_3d": cl3,
     }
     summary = {
         "grey_mean_abs_error": _r(max(c["mean_abs_error"] for c in channels.values()), 4),
@@ -624,8 +675,13 @@ def grey_metrics(
         flags.append("anisotropic_3d")
     if summary["anisotropy_2d"] and summary["anisotropy_2d"] > th["anisotropy_ratio"]:
         flags.append("anisotropic_2d")
-    return {"channels": channels, "autocovariance": autocov, "summary": {**summary, "flags": flags},
-            "thresholds": th, "timings_s": timings}
+    return {
+        "channels": channels,
+        "autocovariance": autocov,
+        "summary": {**summary, "flags": flags},
+        "thresholds": th,
+        "timings_s": timings,
+    }
 
 
 def compare(
@@ -647,12 +703,25 @@ def compare(
     image = np.asarray(image)
     volume = np.asarray(volume)
     lag = int(max_lag) if max_lag else default_max_lag(image.shape, volume.shape)
-    head = {"schema_version": SCHEMA_VERSION, "data_type": data_type, "n_phases": int(n_phases),
-            "image_shape": list(image.shape), "volume_shape": list(volume.shape), "max_lag": lag,
-            "s2_method": "non-periodic direct shifted products"}
+    head = {
+        "schema_version": SCHEMA_VERSION,
+        "data_type": data_type,
+        "n_phases": int(n_phases),
+        "image_shape": list(image.shape),
+        "volume_shape": list(volume.shape),
+        "max_lag": lag,
+        "s2_method": "non-periodic direct shifted products",
+    }
     if data_type in NPHASE_TYPES:
-        body = nphase_metrics(image, volume, n_phases, max_lag=lag, tortuosity_size=tortuosity_size,
-                              device=device, thresholds=thresholds)
+        body = nphase_metrics(
+            image,
+            volume,
+            n_phases,
+            max_lag=lag,
+            tortuosity_size=tortuosity_size,
+            device=device,
+            thresholds=thresholds,
+        )
     elif data_type in ("grayscale", "colour"):
         body = grey_metrics(image, volume, max_lag=lag, thresholds=thresholds)
     else:

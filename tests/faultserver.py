@@ -33,10 +33,10 @@ class Reply:
     body: bytes = b""
     content_type: str = "application/octet-stream"
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0                 # seconds before the status line is sent
+    delay: float = 0.0  # seconds before the status line is sent
     content_length: int | None = None  # None: len(body); OMIT: no header
-    validators: bool = False           # ETag/Last-Modified + 304 on a matching request
-    mtime: float = 1_600_000_000.0     # Last-Modified time when validators is on
+    validators: bool = False  # ETag/Last-Modified + 304 on a matching request
+    mtime: float = 1_600_000_000.0  # Last-Modified time when validators is on
 
 
 @dataclass
@@ -65,8 +65,9 @@ class FaultServer:
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         # short poll interval: shutdown() waits up to one interval
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True, name="faultserver")
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.05,), daemon=True, name="faultserver"
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> FaultServer:
@@ -104,13 +105,17 @@ class FaultServer:
     # ------------------------------------------------------------------ inspection
     def hits_for(self, path: str, status: int | None = None) -> list[Hit]:
         with self.lock:
-            return [h for h in self.hits
-                    if h.path == path and (status is None or h.status == status)]
+            return [
+                h for h in self.hits if h.path == path and (status is None or h.status == status)
+            ]
 
     def count(self, path_prefix: str = "", status: int | None = None) -> int:
         with self.lock:
-            return sum(1 for h in self.hits if h.path.startswith(path_prefix)
-                       and (status is None or h.status == status))
+            return sum(
+                1
+                for h in self.hits
+                if h.path.startswith(path_prefix) and (status is None or h.status == status)
+            )
 
     def _next(self, path: str) -> Reply | None:
         with self.lock:

@@ -94,7 +94,9 @@ def test_data_type_crop_and_phase_fractions_match(demo):
             # phase means near the rendered grey levels (blur moves boundary pixels' grey
             # into the means; 29 is the out-of-focus entry)
             if ident != "000029":
-                assert np.allclose(ann["phases"]["grey_values"], tr["phase_grey_levels"], atol=10), ident
+                assert np.allclose(
+                    ann["phases"]["grey_values"], tr["phase_grey_levels"], atol=10
+                ), ident
     # the bottom info band is cut off; the black frame too
     assert anns["000005"]["crop"]["info_band"] == {"side": "bottom", "size_px": 46}
     assert anns["000017"]["crop"]["info_band"]["side"] == "bottom"
@@ -113,7 +115,9 @@ def test_scale_bar_recall_and_false_positives(demo):
             assert not ann["scale_bar"]["present"] and not mask.any(), ident
             continue
         sb = ann["scale_bar"]
-        assert sb["present"] and sb["polarity"] == ("bright" if tr["scale_bar"]["colour"] == 255 else "dark")
+        assert sb["present"] and sb["polarity"] == (
+            "bright" if tr["scale_bar"]["colour"] == 255 else "dark"
+        )
         assert abs(sb["colour"] - tr["scale_bar"]["colour"]) < 10
         assert sb["length_px"] == tr["scale_bar"]["length_px"]
         assert sb["bar_box"] == tr["scale_bar"]["bar_box"]
@@ -128,13 +132,23 @@ def test_outputs_validate_against_the_schemas(demo, tmp_path):
     for ann in anns.values():
         _valid("annotation", ann)
     _valid("selection", sel)
-    _valid("annotation", {"id": "000031", "name": "microstructure031",
-                          **A.unreadable_annotation("cannot decode 000031.jpg")})
-    with open(Path(__file__).resolve().parents[1] / "config" / "curation.yaml", encoding="utf-8") as fh:
+    _valid(
+        "annotation",
+        {
+            "id": "000031",
+            "name": "microstructure031",
+            **A.unreadable_annotation("cannot decode 000031.jpg"),
+        },
+    )
+    with open(
+        Path(__file__).resolve().parents[1] / "config" / "curation.yaml", encoding="utf-8"
+    ) as fh:
         _valid("curation", yaml.safe_load(fh))
     bad = {"entries": {"5": {"crop": [0, 0, 10]}}}
     assert list(_validator("curation").iter_errors(bad))
-    assert list(_validator("curation").iter_errors({"entries": {"5": {"include": False}}}))  # needs reason
+    assert list(
+        _validator("curation").iter_errors({"entries": {"5": {"include": False}}})
+    )  # needs reason
 
 
 # --------------------------------------------------------------------------- CLI
@@ -154,14 +168,34 @@ def test_cli_entry_and_select(demo, tmp_path):
     raw = _write_demo(tmp_path, files, ids)
     for ident in ids:
         write_json(raw / f"{ident}.json", truth["entries"][ident]["record"])
-        rc = main(["-q", "annotate", "entry", "--image", str(raw / f"{ident}.jpg"),
-                   "--meta", str(raw / f"{ident}.json"), "--out", str(tmp_path / "ann" / f"{ident}.json")])
+        rc = main(
+            [
+                "-q",
+                "annotate",
+                "entry",
+                "--image",
+                str(raw / f"{ident}.jpg"),
+                "--meta",
+                str(raw / f"{ident}.json"),
+                "--out",
+                str(tmp_path / "ann" / f"{ident}.json"),
+            ]
+        )
         assert rc == 0
         ann = read_json(tmp_path / "ann" / f"{ident}.json")
         _valid("annotation", ann)
         assert ann["id"] == ident and ann["files"]["image"] == f"{ident}.jpg"
     out = tmp_path / "ann" / "selection.json"
-    rc = main(["-q", "annotate", "select", "--out", str(out), *[str(tmp_path / "ann" / f"{i}.json") for i in ids]])
+    rc = main(
+        [
+            "-q",
+            "annotate",
+            "select",
+            "--out",
+            str(out),
+            *[str(tmp_path / "ann" / f"{i}.json") for i in ids],
+        ]
+    )
     assert rc == 0
     sel = read_json(out)
     _valid("selection", sel)
@@ -169,15 +203,38 @@ def test_cli_entry_and_select(demo, tmp_path):
     assert sel["excluded"]["000024"]["criteria"] == ["uniqueness"]
     assert sel["excluded"]["000017"]["criteria"] == ["exposure"]
     # select re-decides from stored scores: a looser exposure threshold keeps 17
-    rc = main(["-q", "annotate", "select", "--out", str(out), "--exposure-max", "1.0",
-               *[str(tmp_path / "ann" / f"{i}.json") for i in ids]])
+    rc = main(
+        [
+            "-q",
+            "annotate",
+            "select",
+            "--out",
+            str(out),
+            "--exposure-max",
+            "1.0",
+            *[str(tmp_path / "ann" / f"{i}.json") for i in ids],
+        ]
+    )
     assert rc == 0 and read_json(out)["included"] == ["000003", "000017"]
     assert read_json(out)["thresholds"]["exposure_max"] == 1.0
     # a per-entry threshold flag at annotate time is kept by a bare select
-    rc = main(["-q", "annotate", "entry", "--image", str(raw / "000017.jpg"), "--exposure-max", "0.9",
-               "--out", str(tmp_path / "ann" / "000017.json")])
+    rc = main(
+        [
+            "-q",
+            "annotate",
+            "entry",
+            "--image",
+            str(raw / "000017.jpg"),
+            "--exposure-max",
+            "0.9",
+            "--out",
+            str(tmp_path / "ann" / "000017.json"),
+        ]
+    )
     assert rc == 0 and read_json(tmp_path / "ann" / "000017.json")["included"]
-    rc = main(["-q", "annotate", "select", "--out", str(out), str(tmp_path / "ann" / "000017.json")])
+    rc = main(
+        ["-q", "annotate", "select", "--out", str(out), str(tmp_path / "ann" / "000017.json")]
+    )
     assert read_json(out)["included"] == ["000017"]
 
 
@@ -194,7 +251,9 @@ def test_corrupt_images_are_excluded_with_a_reason_not_a_crash(demo, tmp_path, c
         out = tmp_path / "ann" / f"0000{n}.json"
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="microlib.annotate"):
-            rc = main(["annotate", "entry", "--image", str(raw / f"0000{n}.jpg"), "--out", str(out)])
+            rc = main(
+                ["annotate", "entry", "--image", str(raw / f"0000{n}.jpg"), "--out", str(out)]
+            )
         assert rc == 0
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and f"0000{n}" in errors[0].getMessage()
@@ -207,25 +266,67 @@ def test_corrupt_images_are_excluded_with_a_reason_not_a_crash(demo, tmp_path, c
     (tmp_path / "ann" / "000034.json").write_text("{not json")
     ok = tmp_path / "ann" / "000003.json"
     (raw / "000003.jpg").write_bytes(good)
-    assert main(["-q", "annotate", "entry", "--image", str(raw / "000003.jpg"), "--out", str(ok)]) == 0
+    assert (
+        main(["-q", "annotate", "entry", "--image", str(raw / "000003.jpg"), "--out", str(ok)]) == 0
+    )
     sel_path = tmp_path / "sel.json"
-    assert main(["-q", "annotate", "select", "--out", str(sel_path), *paths, str(ok),
-                 str(tmp_path / "ann" / "000034.json")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "annotate",
+                "select",
+                "--out",
+                str(sel_path),
+                *paths,
+                str(ok),
+                str(tmp_path / "ann" / "000034.json"),
+            ]
+        )
+        == 0
+    )
     sel = read_json(sel_path)
     _valid("selection", sel)
     assert sel["included"] == ["000003"]
     assert {k: v["criteria"] for k, v in sel["excluded"].items()} == {
-        "000031": ["unreadable"], "000032": ["unreadable"], "000033": ["unreadable"], "000034": ["unreadable"]}
+        "000031": ["unreadable"],
+        "000032": ["unreadable"],
+        "000033": ["unreadable"],
+        "000034": ["unreadable"],
+    }
 
 
 def test_missing_image_and_bad_curation_are_one_line_errors(tmp_path, capsys):
-    rc = main(["annotate", "entry", "--image", str(tmp_path / "000005.jpg"), "--out", str(tmp_path / "a.json")])
+    rc = main(
+        [
+            "annotate",
+            "entry",
+            "--image",
+            str(tmp_path / "000005.jpg"),
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
     assert rc == 2
-    assert capsys.readouterr().err.strip().endswith("000005: image " + str(tmp_path / "000005.jpg") + " not found")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("000005: image " + str(tmp_path / "000005.jpg") + " not found")
+    )
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "000005.jpg")
     (tmp_path / "cur.yaml").write_text("entries:\n  5:\n    crop: [1, 2]\n")
-    rc = main(["annotate", "entry", "--image", str(tmp_path / "000005.jpg"), "--curation",
-               str(tmp_path / "cur.yaml"), "--out", str(tmp_path / "a.json")])
+    rc = main(
+        [
+            "annotate",
+            "entry",
+            "--image",
+            str(tmp_path / "000005.jpg"),
+            "--curation",
+            str(tmp_path / "cur.yaml"),
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "entries/5/crop" in err[0] and "cur.yaml" in err[0]
@@ -238,11 +339,20 @@ def test_missing_image_and_bad_curation_are_one_line_errors(tmp_path, capsys):
 def test_curation_overrides_win(demo, tmp_path):
     files, truth, anns, _ = demo
     img = _img(files, "000003")
-    cur = {"crop": [10, 20, 390, 380], "scale_bar": "none", "data_type": "twophase", "phases": [60, 200],
-           "voxel_size_um": 0.25}
+    cur = {
+        "crop": [10, 20, 390, 380],
+        "scale_bar": "none",
+        "data_type": "twophase",
+        "phases": [60, 200],
+        "voxel_size_um": 0.25,
+    }
     ann = A.annotate_image(img, meta=truth["entries"]["000003"]["record"], curation=cur)
-    assert ann["source"] == "manual" and set(ann["manual_fields"]) == {"crop", "scale_bar", "data_type",
-                                                                       "voxel_size_um"}
+    assert ann["source"] == "manual" and set(ann["manual_fields"]) == {
+        "crop",
+        "scale_bar",
+        "data_type",
+        "voxel_size_um",
+    }
     assert ann["crop"]["box"] == [10, 20, 390, 380] and ann["crop"]["source"] == "manual"
     assert ann["scale_bar"]["present"] is False and ann["scale_bar"]["source"] == "manual"
     assert ann["phases"]["thresholds"] == [130.0]  # MicroLib: midpoints of the phase grey levels
@@ -251,18 +361,25 @@ def test_curation_overrides_win(demo, tmp_path):
 
     # a curated box with the colour, and the voxel size from the label's number
     box = truth["entries"]["000003"]["scale_bar"]["box"]
-    ann = A.annotate_image(img, curation={"scale_bar": {"box": box, "colour": 255, "tolerance": 60,
-                                                        "length_px": 80}, "scale_bar_um": 20})
+    ann = A.annotate_image(
+        img,
+        curation={
+            "scale_bar": {"box": box, "colour": 255, "tolerance": 60, "length_px": 80},
+            "scale_bar_um": 20,
+        },
+    )
     assert ann["source"] == "mixed" and ann["scale_bar"]["box"] == box
     assert ann["voxel_size_um"] == pytest.approx(0.25)
     seg = segment_image(img, ann)
-    assert seg["mask"][box[1]:box[3], box[0]:box[2]].any() and not seg["mask"][:300].any()
+    assert seg["mask"][box[1] : box[3], box[0] : box[2]].any() and not seg["mask"][:300].any()
     # a colourless box masks all of it (MicroLib barcol null)
     ann = A.annotate_image(img, curation={"scale_bar": {"box": [0, 0, 10, 10], "colour": None}})
     assert (segment_image(img, ann)["mask"] > 0)[0:10, 0:10].all()
 
     # forced verdicts both ways, and select keeps them
-    bad = A.annotate_image(_img(files, "000021"), curation={"include": True, "reason": "rolling texture wanted"})
+    bad = A.annotate_image(
+        _img(files, "000021"), curation={"include": True, "reason": "rolling texture wanted"}
+    )
     assert bad["included"] and bad["overridden_reasons"][0].startswith("isotropy:")
     good = A.annotate_image(img, curation={"include": False, "reason": "second magnification"})
     assert not good["included"] and good["reasons"][0] == "curation: second magnification"
@@ -271,12 +388,16 @@ def test_curation_overrides_win(demo, tmp_path):
     assert sel["excluded"]["000003"]["criteria"] == ["curation"]
 
     # curated type for a grayscale image, checked against the image
-    gray = A.annotate_image(_img(files, "000011"), curation={"data_type": "twophase", "thresholds": [128]})
+    gray = A.annotate_image(
+        _img(files, "000011"), curation={"data_type": "twophase", "thresholds": [128]}
+    )
     assert gray["data_type"] == "twophase" and gray["n_phases"] == 2
     from microlib.errors import MicrolibError
 
     with pytest.raises(MicrolibError, match="threephase"):
-        A.annotate_image(img, curation={"data_type": "threephase", "phases": [60, 200]}, entry="000003")
+        A.annotate_image(
+            img, curation={"data_type": "threephase", "phases": [60, 200]}, entry="000003"
+        )
     with pytest.raises(MicrolibError, match="outside"):
         A.annotate_image(img, curation={"crop": [500, 500, 600, 600]}, entry="000003")
 
@@ -286,41 +407,113 @@ def test_curation_file_is_applied_by_the_cli(demo, tmp_path):
     raw = _write_demo(tmp_path, files, ["000021"])
     (tmp_path / "cur.yaml").write_text(
         "entries:\n  21:\n    include: true\n    reason: rolled texture is the point\n    voxel_size_um: 0.2\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     out = tmp_path / "000021.json"
-    assert main(["-q", "annotate", "entry", "--image", str(raw / "000021.jpg"), "--curation",
-                 str(tmp_path / "cur.yaml"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "annotate",
+                "entry",
+                "--image",
+                str(raw / "000021.jpg"),
+                "--curation",
+                str(tmp_path / "cur.yaml"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     ann = read_json(out)
-    assert ann["included"] and ann["forced"] == {"include": True, "reason": "rolled texture is the point"}
+    assert ann["included"] and ann["forced"] == {
+        "include": True,
+        "reason": "rolled texture is the point",
+    }
     assert ann["voxel_size_um"] == 0.2 and ann["source"] == "mixed"
 
 
 def test_import_prelabelled_converts_microlib_annotations(tmp_path):
-    pre = {"0": {"data_path": "data/micrographs_png/000001.png", "barbox": [[95, 399], [386, 483]],
-                 "barcol": [255, 150], "phases": [135, 208], "vox_size": 0.1449, "data_type": "twophase"},
-           "7": {"data_path": "data/micrographs_png/000711.png", "barbox": [[615, 530], [798, 591]],
-                 "barcol": None, "phases": [], "vox_size": 6.289, "data_type": "grayscale"}}
+    pre = {
+        "0": {
+            "data_path": "data/micrographs_png/000001.png",
+            "barbox": [[95, 399], [386, 483]],
+            "barcol": [255, 150],
+            "phases": [135, 208],
+            "vox_size": 0.1449,
+            "data_type": "twophase",
+        },
+        "7": {
+            "data_path": "data/micrographs_png/000711.png",
+            "barbox": [[615, 530], [798, 591]],
+            "barcol": None,
+            "phases": [],
+            "vox_size": 6.289,
+            "data_type": "grayscale",
+        },
+    }
     (tmp_path / "pre.json").write_text(json.dumps(pre))
     out = tmp_path / "cur.yaml"
-    assert main(["-q", "annotate", "import-prelabelled", str(tmp_path / "pre.json"), "--out", str(out)]) == 0
+    assert (
+        main(
+            ["-q", "annotate", "import-prelabelled", str(tmp_path / "pre.json"), "--out", str(out)]
+        )
+        == 0
+    )
     doc = yaml.safe_load(out.read_text())
     _valid("curation", doc)
     e1, e711 = doc["entries"]["000001"], doc["entries"]["000711"]
     assert e1["scale_bar"] == {"box": [95, 399, 386, 483], "colour": 255.0, "tolerance": 15.0}
-    assert e1["phases"] == [135.0, 208.0] and e1["data_type"] == "twophase" and e1["voxel_size_um"] == 0.1449
-    assert e711["scale_bar"]["colour"] is None and e711["data_type"] == "grayscale" and "phases" not in e711
+    assert (
+        e1["phases"] == [135.0, 208.0]
+        and e1["data_type"] == "twophase"
+        and e1["voxel_size_um"] == 0.1449
+    )
+    assert (
+        e711["scale_bar"]["colour"] is None
+        and e711["data_type"] == "grayscale"
+        and "phases" not in e711
+    )
     # and the result is usable as a curation file
-    Image.fromarray(np.tile(np.repeat([60, 200], 8).astype(np.uint8), (600, 60))[:, :800]).save(tmp_path / "000001.png")
-    assert main(["-q", "annotate", "entry", "--image", str(tmp_path / "000001.png"), "--curation", str(out),
-                 "--out", str(tmp_path / "a.json")]) == 0
+    Image.fromarray(np.tile(np.repeat([60, 200], 8).astype(np.uint8), (600, 60))[:, :800]).save(
+        tmp_path / "000001.png"
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "annotate",
+                "entry",
+                "--image",
+                str(tmp_path / "000001.png"),
+                "--curation",
+                str(out),
+                "--out",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
     ann = read_json(tmp_path / "a.json")
     assert ann["phases"]["thresholds"] == [171.5] and ann["voxel_size_um"] == 0.1449
 
 
 def test_import_prelabelled_on_the_real_file(realdata, tmp_path):
     out = tmp_path / "cur.yaml"  # a temporary copy only: the converted file is never committed
-    assert main(["-q", "annotate", "import-prelabelled", str(realdata / "annotations" / "prelabelled_anns.json"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "annotate",
+                "import-prelabelled",
+                str(realdata / "annotations" / "prelabelled_anns.json"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = yaml.safe_load(out.read_text())
     _valid("curation", doc)
     entries = doc["entries"]
@@ -372,7 +565,7 @@ def test_data_type_decision_covers_every_type():
     tint = u8(np.stack([gray * 1.0, gray * 0.8, gray * 0.6], axis=2))
     assert A.chroma_score(tint) < 1.0 and A.decide_data_type(tint)["data_type"] == "grayscale"
     t = (u8(gray) / 255.0)[..., None]
-    false_colour = u8(255 * np.concatenate([t ** 0.5, np.sin(np.pi * t / 2), 1 - t], axis=2))
+    false_colour = u8(255 * np.concatenate([t**0.5, np.sin(np.pi * t / 2), 1 - t], axis=2))
     assert A.chroma_score(false_colour) < 2.0
     # genuine colour: hue varies independently of brightness (v has zero luminance)
     hue = demo_site.gaussian_random_field((200, 200), 6.0, rng)
@@ -386,18 +579,24 @@ def test_correlation_lengths_and_isotropy_of_synthetic_fields():
     iso = np.where(demo_site.gaussian_random_field((256, 256), 5.0, rng) < 0, 0.0, 1.0)
     cl = A.correlation_lengths(A.autocorrelation(iso))
     assert cl["major"] / cl["minor"] < 1.3
-    aniso = np.where(demo_site.gaussian_random_field((256, 256), 3.0, rng, aspect=3.0) < 0, 0.0, 1.0)
+    aniso = np.where(
+        demo_site.gaussian_random_field((256, 256), 3.0, rng, aspect=3.0) < 0, 0.0, 1.0
+    )
     cl = A.correlation_lengths(A.autocorrelation(aniso))
     assert 2.4 < cl["major"] / cl["minor"] < 3.8 and cl["x"] > 2 * cl["y"]
     assert cl["angle_deg"] < 15 or cl["angle_deg"] > 165  # elongated along x
     # the same field rotated by 90 degrees: elongated along y, same ratio
     cl_r = A.correlation_lengths(A.autocorrelation(aniso.T))
-    assert cl_r["y"] > 2 * cl_r["x"] and abs(cl_r["major"] / cl_r["minor"] - cl["major"] / cl["minor"]) < 0.2
+    assert (
+        cl_r["y"] > 2 * cl_r["x"]
+        and abs(cl_r["major"] / cl_r["minor"] - cl["major"] / cl["minor"]) < 0.2
+    )
     # masked pixels are left out, not counted as zeros
     mask = np.zeros(iso.shape, bool)
     mask[100:140, 50:200] = True
     assert A.correlation_lengths(A.autocorrelation(iso, mask))["major"] == pytest.approx(
-        A.correlation_lengths(A.autocorrelation(iso))["major"], rel=0.15)
+        A.correlation_lengths(A.autocorrelation(iso))["major"], rel=0.15
+    )
 
 
 def test_exposure_score_sees_illumination_not_phase_clustering():
@@ -416,7 +615,9 @@ def test_exposure_score_sees_illumination_not_phase_clustering():
 def test_quality_measures_on_synthetic_images():
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[0:240, 0:240]
-    disc = np.where(np.hypot(yy - 120, xx - 120) < 80, 100.0, 0.0)  # boundaries of every orientation
+    disc = np.where(
+        np.hypot(yy - 120, xx - 120) < 80, 100.0, 0.0
+    )  # boundaries of every orientation
     for sigma in (1.5, 3.0):
         w = A.edge_width(ndimage.gaussian_filter(disc, sigma) + 50, [100.0])
         assert w == pytest.approx(sigma, rel=0.25)
@@ -438,8 +639,12 @@ def test_quality_measures_on_synthetic_images():
 
 def test_crop_strips_frames_and_bands_but_not_flat_data():
     rng = np.random.default_rng(6)
-    data = demo_site.to_uint8(np.array([70.0, 180.0])[(demo_site.gaussian_random_field((300, 320), 4.0, rng) > 0)
-                                                      .astype(int)] + rng.normal(0, 5, (300, 320)))
+    data = demo_site.to_uint8(
+        np.array([70.0, 180.0])[
+            (demo_site.gaussian_random_field((300, 320), 4.0, rng) > 0).astype(int)
+        ]
+        + rng.normal(0, 5, (300, 320))
+    )
     assert A.detect_crop(data)["box"] == [0, 0, 320, 300]
     framed = np.pad(data, 3, constant_values=255)
     assert A.detect_crop(framed)["box"] == [3, 3, 323, 303]
@@ -475,7 +680,9 @@ def test_fingerprint_separates_regions_of_one_sample_from_other_materials(demo):
     _, _, anns, _ = demo
     fp = {i: a["fingerprint"] for i, a in anns.items()}
     assert A.fingerprint_distance(fp["000003"], fp["000024"]) <= 0.06
-    others = [A.fingerprint_distance(fp["000003"], fp[i]) for i in fp if i not in ("000003", "000024")]
+    others = [
+        A.fingerprint_distance(fp["000003"], fp[i]) for i in fp if i not in ("000003", "000024")
+    ]
     assert min(others) > 0.06
     assert A.metadata_similarity(anns["000003"]["metadata"], anns["000024"]["metadata"]) == 1.0
     assert A.metadata_similarity(anns["000003"]["metadata"], anns["000017"]["metadata"]) < 0.5
@@ -516,7 +723,10 @@ def test_all_real_training_images(realdata):
     for entry, row in rows.items():
         img = read_image(realdata / "micrographs" / row["name"])
         typed = A.decide_data_type(img)
-        assert typed["data_type"] == {"two-phase": "twophase", "grayscale": "grayscale"}[row["category"]], entry
+        assert (
+            typed["data_type"]
+            == {"two-phase": "twophase", "grayscale": "grayscale"}[row["category"]]
+        ), entry
         sc = A.filter_scores(img, typed)
         sc.pop("acf")
         _, reasons = A.evaluate_filters(sc, A.FilterThresholds())
@@ -528,8 +738,11 @@ def test_all_real_training_images(realdata):
 
 def test_real_raw_examples_type_and_no_false_scale_bar(realdata):
     d = realdata / "inpainter_examples"
-    expect = {"terracotta_micro177.png": "colour", "example_inpainting.png": "threephase",
-              "steel_micro237.png": "grayscale"}
+    expect = {
+        "terracotta_micro177.png": "colour",
+        "example_inpainting.png": "threephase",
+        "steel_micro237.png": "grayscale",
+    }
     for name, dtype in expect.items():
         img = read_image(d / name)
         assert A.decide_data_type(img)["data_type"] == dtype, name
@@ -537,13 +750,27 @@ def test_real_raw_examples_type_and_no_false_scale_bar(realdata):
 
 
 def test_metadata_summary_reads_scraper_and_microlib_keys():
-    a = A.metadata_summary({"brief_descr": "Pearlite in a steel", "keywords": ["pearlite", "steel"],
-                            "category": ["Metal or alloy"], "element": ["Fe", "C"],
-                            "long desc": "Etched in nital. Cold rolled sheet.", "contributor": "X"})
+    a = A.metadata_summary(
+        {
+            "brief_descr": "Pearlite in a steel",
+            "keywords": ["pearlite", "steel"],
+            "category": ["Metal or alloy"],
+            "element": ["Fe", "C"],
+            "long desc": "Etched in nital. Cold rolled sheet.",
+            "contributor": "X",
+        }
+    )
     assert a["brief_description"] == "Pearlite in a steel" and a["composition"] == "Fe, C"
     assert a["keywords"] == "pearlite, steel" and a["further_information"].startswith("Etched")
-    b = A.metadata_summary({"record": {"Brief description": "Pearlite in steel", "Keywords": "pearlite, steel",
-                                       "Composition": "Fe 0.8 wt% C"}})
+    b = A.metadata_summary(
+        {
+            "record": {
+                "Brief description": "Pearlite in steel",
+                "Keywords": "pearlite, steel",
+                "Composition": "Fe 0.8 wt% C",
+            }
+        }
+    )
     assert A.metadata_similarity(a, b) >= 0.5
     assert A.metadata_similarity(a, A.metadata_summary({"brief_descr": "Alumina"})) == 0.0
     assert A.metadata_similarity(a, A.metadata_summary(None)) == 0.0
@@ -557,8 +784,13 @@ def test_select_keeps_the_passing_then_larger_then_lower_id_twin(demo):
     assert sel["included"] == ["000003"] and sel["duplicates"][0]["kept"] == "000003"
     big = dict(a24, crop=dict(a24["crop"], box=[0, 0, 500, 500]))  # the larger field of view wins
     sel = A.select_entries({"000003": a3, "000024": big})
-    assert sel["included"] == ["000024"] and "near-duplicate of 000024" in sel["excluded"]["000003"]["reasons"][0]
-    failing = dict(big, filters=dict(big["filters"], exposure=dict(big["filters"]["exposure"], score=0.9)))
+    assert (
+        sel["included"] == ["000024"]
+        and "near-duplicate of 000024" in sel["excluded"]["000003"]["reasons"][0]
+    )
+    failing = dict(
+        big, filters=dict(big["filters"], exposure=dict(big["filters"]["exposure"], score=0.9))
+    )
     sel = A.select_entries({"000003": a3, "000024": failing})  # ... unless it fails a filter itself
     assert sel["included"] == ["000003"]
     assert sel["excluded"]["000024"]["criteria"] == ["exposure", "uniqueness"]

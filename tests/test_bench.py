@@ -16,8 +16,24 @@ def test_bench_scrape_prints_its_warm_cold_ratio(capsys):
 
 
 def test_bench_train_prints_the_optimised_over_baseline_ratio(capsys):
-    args = ["bench", "train", "--device", "cpu", "--preset", "demo", "--iterations", "1",
-            "--warmup", "0", "--rounds", "1", "--image-size", "64", "--threads", "1"]
+    args = [
+        "bench",
+        "train",
+        "--device",
+        "cpu",
+        "--preset",
+        "demo",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+        "--rounds",
+        "1",
+        "--image-size",
+        "64",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert re.search(r"ratio optimised/baseline: [\d.]+x; projected 5000 iterations", out), out

@@ -16,8 +16,16 @@ from microlib import demo_site
 from microlib.cli import main
 from microlib.serve import serve_site
 
-LABELS = {"Brief description", "Keywords", "Categories", "Composition", "Technique",
-          "Further information", "Contributor", "Organisation"}
+LABELS = {
+    "Brief description",
+    "Keywords",
+    "Categories",
+    "Composition",
+    "Technique",
+    "Further information",
+    "Contributor",
+    "Organisation",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,9 @@ def test_same_seed_same_bytes_other_seed_other_images(site):
 
 def test_ids_are_sparse_with_gaps_and_one_empty_record(site):
     files, truth = site
-    pages = sorted(int(k.rsplit("/", 1)[1][:-5]) for k in files if k.startswith("miclib/full_record/"))
+    pages = sorted(
+        int(k.rsplit("/", 1)[1][:-5]) for k in files if k.startswith("miclib/full_record/")
+    )
     present = [int(i) for i in truth["present"]]
     missing = [int(i) for i in truth["missing"]]
     assert pages == sorted(present + missing)
@@ -98,8 +108,12 @@ def test_record_pages_parse_in_the_doitpoms_layout(site):
 
 
 def test_record_html_escapes_every_inserted_text():
-    rec = demo_site.Record(brief="<script>alert(1)</script>", keywords=['a"b', "c&d"],
-                           composition="Fe <b>1</b>", further=["x<y", "z"])
+    rec = demo_site.Record(
+        brief="<script>alert(1)</script>",
+        keywords=['a"b', "c&d"],
+        composition="Fe <b>1</b>",
+        further=["x<y", "z"],
+    )
     html = demo_site.record_html(7, rec)
     assert "<script>" not in html and "<b>" not in html
     soup = BeautifulSoup(html, "html.parser")
@@ -131,7 +145,9 @@ def test_images_decode_and_ground_truth_is_consistent(site):
             bx0, by0, bx1, by1 = tr["scale_bar"]["box"]
             ys, xs = np.nonzero(bar)
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (bx0, by0, bx1, by1)
-            assert tr["scale_bar"]["length_px"] == round(tr["scale_bar"]["um"] / tr["voxel_size_um"])
+            assert tr["scale_bar"]["length_px"] == round(
+                tr["scale_bar"]["um"] / tr["voxel_size_um"]
+            )
             in_crop = bar[y0:y1, x0:x1].any()
             assert in_crop == tr["scale_bar_in_crop"] == (tr["scale_bar"]["placement"] == "overlay")
         if tr["labels"]:
@@ -148,18 +164,28 @@ def test_images_decode_and_ground_truth_is_consistent(site):
             assert means == sorted(means)
         kinds.setdefault(tr["data_type"], []).append(tr["included"])
     # the five included entries cover every data type; one exclusion per criterion
-    assert sorted(truth["included"]) == sorted(k for k, v in truth["entries"].items() if v["included"])
+    assert sorted(truth["included"]) == sorted(
+        k for k, v in truth["entries"].items() if v["included"]
+    )
     inc_types = sorted(truth["entries"][i]["data_type"] for i in truth["included"])
     assert inc_types == ["colour", "grayscale", "threephase", "twophase", "twophase"]
-    assert sorted(truth["excluded"].values()) == ["exposure", "isotropy", "quality", "representativity",
-                                                  "uniqueness"]
+    assert sorted(truth["excluded"].values()) == [
+        "exposure",
+        "isotropy",
+        "quality",
+        "representativity",
+        "uniqueness",
+    ]
     dup = [v for v in truth["entries"].values() if v["criterion"] == "uniqueness"][0]
     twin = truth["entries"][dup["duplicate_of"]]
     assert twin["included"] and twin["record"] == dup["record"]
     placements = {v["scale_bar"]["placement"] for v in truth["entries"].values()}
     assert placements == {"overlay", "band", "none"}
-    colours = {v["scale_bar"].get("colour") for v in truth["entries"].values()
-               if v["scale_bar"]["placement"] == "overlay"}
+    colours = {
+        v["scale_bar"].get("colour")
+        for v in truth["entries"].values()
+        if v["scale_bar"]["placement"] == "overlay"
+    }
     assert colours == {0, 255}  # white and black bars on the data
     assert json.loads(files["ground_truth.json"]) == truth
 

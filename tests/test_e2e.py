@@ -60,10 +60,16 @@ def test_a_second_run_has_nothing_to_do(run):
     # Snakemake touches outputs after each job: a packaged file sharing an inode with a
     # pipeline file would make that file newer than its consumers (seen with hard links)
     data = wf / "data"
-    inodes = {p.stat().st_ino: p for p in data.rglob("*")
-              if p.is_file() and "microlibDataset" not in p.parts}
-    shared = [(p, inodes[p.stat().st_ino]) for p in (data / "microlibDataset").rglob("*")
-              if p.is_file() and p.stat().st_ino in inodes]
+    inodes = {
+        p.stat().st_ino: p
+        for p in data.rglob("*")
+        if p.is_file() and "microlibDataset" not in p.parts
+    }
+    shared = [
+        (p, inodes[p.stat().st_ino])
+        for p in (data / "microlibDataset").rglob("*")
+        if p.is_file() and p.stat().st_ino in inodes
+    ]
     assert not shared, shared[:3]
     out = snakemake(wf, *RUN, "-n")
     text = out.stdout + out.stderr
@@ -82,7 +88,9 @@ def test_deleting_one_cube_rebuilds_only_that_entry_by_name(run):
     (wf / f"data/microlibDataset/{name}/{name}.tif").unlink()
     proc = snakemake(wf, name, *RUN)
     log = proc.stdout + proc.stderr
-    assert sorted(finished_jobs(log)) == ["generate", "media", "package_entry", "validate"], log[-3000:]
+    assert sorted(finished_jobs(log)) == ["generate", "media", "package_entry", "validate"], log[
+        -3000:
+    ]
     # every job that ran was for this entry
     wildcards = re.findall(r"^\s+wildcards: (.*)$", log, re.M)
     assert wildcards and all(w == f"name={name}" for w in wildcards), wildcards
@@ -93,8 +101,9 @@ def test_deleting_one_cube_rebuilds_only_that_entry_by_name(run):
 
 def test_forcerun_with_a_named_target_touches_only_that_entry(run):
     wf, _ = run
-    out = snakemake(wf, "microstructure003", *RUN, "-n", "--quiet", "rules", "--forcerun",
-                    "generate").stdout
+    out = snakemake(
+        wf, "microstructure003", *RUN, "-n", "--quiet", "rules", "--forcerun", "generate"
+    ).stdout
     planned = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
     planned.pop("total", None)
     planned = {k: int(v) for k, v in planned.items() if not k.startswith("microstructure")}
@@ -116,8 +125,23 @@ def test_the_zip_serves_users_through_the_dataset_cli(run, tmp_path, capsys):
     assert main(["dataset", "show", archive, "microstructure005"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "microstructure005"
     out = tmp_path / "new.tif"
-    assert main(["dataset", "synthesise", archive, "microstructure005", "--size", "32,32,64",
-                 "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "synthesise",
+                archive,
+                "microstructure005",
+                "--size",
+                "32,32,64",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     vol = read_tif(out)
     assert vol.shape == (32, 32, 64) and set(map(int, vol.ravel()[:4096])) <= {0, 1}
     assert main(["dataset", "extract", archive, str(tmp_path / "x")]) == 0

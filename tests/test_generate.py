@@ -26,9 +26,21 @@ from microlib.slicegan.presets import PRESETS
 
 def make_params(image_type="nphase", nc=3, preset="tiny", name="microstructure042", **kw):
     p = PRESETS[preset]
-    return ModelParams(name=name, image_type=image_type, gk=list(p.gk), gs=list(p.gs),
-                       gp=list(p.gp), gf=p.gf(nc), dk=list(p.dk), ds=list(p.ds),
-                       dp=list(p.dp), df=p.df(nc), lz=p.lz, l=p.l, **kw)
+    return ModelParams(
+        name=name,
+        image_type=image_type,
+        gk=list(p.gk),
+        gs=list(p.gs),
+        gp=list(p.gp),
+        gf=p.gf(nc),
+        dk=list(p.dk),
+        ds=list(p.ds),
+        dp=list(p.dp),
+        df=p.df(nc),
+        lz=p.lz,
+        l=p.l,
+        **kw,
+    )
 
 
 def make_net(params, seed=0):
@@ -71,8 +83,10 @@ def test_plan_sizes_for_the_standard_generator():
     assert plan.latent == (12, 12, 12) and plan.size == (320, 320, 320) and not plan.notes
     plan = plan_generation(p, "300,320,640")
     assert plan.latent == (12, 12, 22) and plan.size == (300, 320, 640)
-    assert plan.notes == ["z: 300 is not reachable exactly (sizes are 32*(lf-2): 288 at lf=11, "
-                          "320 at lf=12); generating 320 and cropping to 300"]
+    assert plan.notes == [
+        "z: 300 is not reachable exactly (sizes are 32*(lf-2): 288 at lf=11, "
+        "320 at lf=12); generating 320 and cropping to 300"
+    ]
     plan = plan_generation(p, 300, periodic="z")
     assert plan.size == (320, 300, 300) and plan.latent[0] == 12
     assert "periodic size must be a multiple of 32; generating 320 instead of 300" in plan.notes[0]
@@ -114,8 +128,15 @@ def test_tiles_chosen_from_a_memory_budget_and_streamed(tmp_path):
     ref = synthesise(net, params, 96, seed=1)
     out = tmp_path / "v.tif"
     progress = []
-    info = generate_to_tif(out, net, params, 96, seed=1, max_memory_gb=2_000_000 / 2**30,
-                           progress=lambda d, t: progress.append((d, t)))
+    info = generate_to_tif(
+        out,
+        net,
+        params,
+        96,
+        seed=1,
+        max_memory_gb=2_000_000 / 2**30,
+        progress=lambda d, t: progress.append((d, t)),
+    )
     assert info["tiles"] > 1 and progress[-1] == (info["tiles"], info["tiles"])
     vol = read_tif(out)
     assert_same_volume(vol, ref)
@@ -204,8 +225,24 @@ def test_generate_cli(tmp_path, capsys, caplog):
     save_model(tmp_path / "m", params, net)
     out = tmp_path / "v.tif"
     with caplog.at_level("INFO"):
-        rc = main(["generate", str(tmp_path / "m"), "--size", "40,32,48", "--out", str(out),
-                   "--seed", "2", "--periodic", "y", "--tile", "16", "--threads", "1"])
+        rc = main(
+            [
+                "generate",
+                str(tmp_path / "m"),
+                "--size",
+                "40,32,48",
+                "--out",
+                str(out),
+                "--seed",
+                "2",
+                "--periodic",
+                "y",
+                "--tile",
+                "16",
+                "--threads",
+                "1",
+            ]
+        )
     assert rc == 0
     assert "z: 40 is not reachable exactly" in caplog.text
     vol = read_tif(out)
@@ -235,14 +272,28 @@ def test_historical_generator_breaking_a_rule(tmp_path):
     """Like SliceGAN's early 'interface' generator: a k4 s1 p0 first layer (p < k - s), so
     borders depend on the latent edge: loadable on request, generated in one pass, never
     tiled or made periodic."""
-    params = ModelParams(name="early", image_type="nphase", gk=[4, 4, 4], gs=[1, 2, 2],
-                         gp=[0, 2, 3], gf=[8, 16, 8, 2], dk=[4, 4], ds=[2, 2], dp=[1, 0],
-                         df=[2, 8, 1], lz=1, l=8)
+    params = ModelParams(
+        name="early",
+        image_type="nphase",
+        gk=[4, 4, 4],
+        gs=[1, 2, 2],
+        gp=[0, 2, 3],
+        gf=[8, 16, 8, 2],
+        dk=[4, 4],
+        ds=[2, 2],
+        dp=[1, 0],
+        df=[2, 8, 1],
+        lz=1,
+        l=8,
+    )
     torch.manual_seed(0)
     net = params.build_generator(check_rules=False).eval()
     save_model(tmp_path, params, net)
-    with pytest.raises(MicrolibError, match=r"early: generator layer 0 violates rule "
-                                            r"'p >= k - s'.*--no-rule-check"):
+    with pytest.raises(
+        MicrolibError,
+        match=r"early: generator layer 0 violates rule "
+        r"'p >= k - s'.*--no-rule-check",
+    ):
         load_generator(tmp_path)
     g, p = load_generator(tmp_path, check_rules=False)
     plan = plan_generation(p, 18)  # sizes 4 lf + 4: the smallest latent reaching 18 is 4

@@ -10,11 +10,18 @@ from scipy import ndimage
 from microlib import inpaint as ip
 from microlib import io as mio
 from microlib.cli import main
+from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 
 # small but real settings: a few seconds per GAN run on one core
-FAST = {"iterations": 12, "opt_steps": 15, "critic_iters": 2, "batch_size": 8, "width": 32,
-        "opt_restarts": 2}
+FAST = {
+    "iterations": 12,
+    "opt_steps": 15,
+    "critic_iters": 2,
+    "batch_size": 8,
+    "width": 32,
+    "opt_restarts": 2,
+}
 
 
 def texture(shape=(160, 160), sigma=2.5, vf=0.4, seed=0, n_phases=2) -> np.ndarray:
@@ -28,14 +35,20 @@ def texture(shape=(160, 160), sigma=2.5, vf=0.4, seed=0, n_phases=2) -> np.ndarr
 
 def bar_mask(shape, y=120, h=8, x0=30, x1=130) -> np.ndarray:
     m = np.zeros(shape, bool)
-    m[y: y + h, x0:x1] = True
+    m[y : y + h, x0:x1] = True
     return m
 
 
 def brute_corners(mask: np.ndarray, p: int) -> np.ndarray:
     h, w = mask.shape
-    return np.array([(r, c) for r in range(h - p + 1) for c in range(w - p + 1)
-                     if not mask[r: r + p, c: c + p].any()]).reshape(-1, 2)
+    return np.array(
+        [
+            (r, c)
+            for r in range(h - p + 1)
+            for c in range(w - p + 1)
+            if not mask[r : r + p, c : c + p].any()
+        ]
+    ).reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -54,9 +67,9 @@ def test_eligible_corners_match_brute_force():
 
 def test_mask_regions_group_close_components():
     m = np.zeros((60, 80), bool)
-    m[50:54, 10:40] = True       # bar
-    m[40:47, 20:24] = True       # letter 3 px above the bar
-    m[5:8, 70:75] = True         # far away
+    m[50:54, 10:40] = True  # bar
+    m[40:47, 20:24] = True  # letter 3 px above the bar
+    m[5:8, 70:75] = True  # far away
     assert len(ip.mask_regions(m, group_gap=8)) == 2
     assert len(ip.mask_regions(m, group_gap=0)) == 3
     regions = ip.mask_regions(m, group_gap=8)
@@ -64,7 +77,9 @@ def test_mask_regions_group_close_components():
     assert not (regions[0] & regions[1]).any()
 
 
-@pytest.mark.parametrize("data_type,n", [("twophase", 2), ("threephase", 3), ("grayscale", 1), ("colour", 3)])
+@pytest.mark.parametrize(
+    "data_type,n", [("twophase", 2), ("threephase", 3), ("grayscale", 1), ("colour", 3)]
+)
 def test_encode_decode_round_trip(data_type, n):
     rng = np.random.default_rng(0)
     if data_type == "colour":
@@ -104,8 +119,14 @@ def test_outside_mask_identical_and_labels_valid(method):
     img = texture((96, 112), n_phases=3, seed=1)
     mask = bar_mask(img.shape, y=70, h=6, x0=20, x1=90)
     mask[60:66, 40:44] = True
-    out, info = ip.inpaint(img, mask, data_type="threephase", n_phases=3, method=method, **(
-        FAST if method == "gan" else {}))
+    out, info = ip.inpaint(
+        img,
+        mask,
+        data_type="threephase",
+        n_phases=3,
+        method=method,
+        **(FAST if method == "gan" else {}),
+    )
     assert out.dtype == np.uint8 and out.shape == img.shape
     np.testing.assert_array_equal(out[~mask], img[~mask])
     assert set(np.unique(out)) <= {0, 1, 2}
@@ -121,8 +142,14 @@ def test_grey_and_colour_keep_outside_pixels(data_type):
         img = np.stack([img, 255 - img, img // 2], axis=-1)
     mask = bar_mask(img.shape[:2], y=60, h=5, x0=10, x1=70)
     for method in ("telea", "gan"):
-        out, _ = ip.inpaint(img, mask, data_type=data_type, n_phases=3 if data_type == "colour" else 1,
-                            method=method, **(FAST if method == "gan" else {}))
+        out, _ = ip.inpaint(
+            img,
+            mask,
+            data_type=data_type,
+            n_phases=3 if data_type == "colour" else 1,
+            method=method,
+            **(FAST if method == "gan" else {}),
+        )
         assert out.shape == img.shape
         np.testing.assert_array_equal(out[~mask], img[~mask])
         # the fill is a plausible grey, not a hole: its mean is that of the hidden truth
@@ -155,13 +182,25 @@ def test_latent_optimisation_fits_known_pixels():
     img = texture((96, 96), seed=6)
     mask = bar_mask(img.shape, y=40, h=8, x0=10, x1=86)
     ch = ip.encode(img, "twophase", 2)
-    gen, _ = ip.train_patch_gan(ch, mask, activation="softmax", iterations=10, critic_iters=2,
-                                batch_size=8, width=32, seed=0)
+    gen, _ = ip.train_patch_gan(
+        ch,
+        mask,
+        activation="softmax",
+        iterations=10,
+        critic_iters=2,
+        batch_size=8,
+        width=32,
+        seed=0,
+    )
     before = {k: v.clone() for k, v in gen.state_dict().items()}
     win = ch[:, 24:64, :]
     known = ~mask[24:64, :]
-    _, fit0 = ip.optimise_latent(gen, win, known, nz=ip.GAN_DEFAULTS["nz"], opt_steps=0, opt_restarts=1)
-    _, fit = ip.optimise_latent(gen, win, known, nz=ip.GAN_DEFAULTS["nz"], opt_steps=60, opt_restarts=1)
+    _, fit0 = ip.optimise_latent(
+        gen, win, known, nz=ip.GAN_DEFAULTS["nz"], opt_steps=0, opt_restarts=1
+    )
+    _, fit = ip.optimise_latent(
+        gen, win, known, nz=ip.GAN_DEFAULTS["nz"], opt_steps=60, opt_restarts=1
+    )
     assert fit < 0.8 * fit0
     for k, v in gen.state_dict().items():  # eval mode: batch-norm statistics did not drift
         assert torch.equal(v, before[k]), k
@@ -208,8 +247,13 @@ def test_fill_matches_surroundings_statistics():
 # --------------------------------------------------------------------------- CLI
 
 
-META = {"id": "000042", "data_type": "twophase", "n_phases": 2, "phase_grey_values": [40.0, 210.0],
-        "voxel_size_um": 0.25}
+META = {
+    "id": "000042",
+    "data_type": "twophase",
+    "n_phases": 2,
+    "phase_grey_values": [40.0, 210.0],
+    "voxel_size_um": 0.25,
+}
 
 
 def _write_inputs(tmp_path, img, mask, meta=META):
@@ -224,9 +268,31 @@ def test_cli_keeps_metadata_and_outside_pixels(tmp_path):
     mask = bar_mask(img.shape, y=60, h=5, x0=10, x1=70)
     seg, msk = _write_inputs(tmp_path, img, mask)
     out = tmp_path / "training" / "microstructure042.png"
-    rc = main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--threads", "1",
-               "--iterations", "4", "--opt-steps", "4", "--critic-iters", "1", "--batch-size", "4",
-               "--width", "16", "--seed", "3"])
+    rc = main(
+        [
+            "inpaint",
+            "--image",
+            str(seg),
+            "--mask",
+            str(msk),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--iterations",
+            "4",
+            "--opt-steps",
+            "4",
+            "--critic-iters",
+            "1",
+            "--batch-size",
+            "4",
+            "--width",
+            "16",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0
     res = mio.read_image(out)
     np.testing.assert_array_equal(res[~mask], img[~mask])
@@ -250,19 +316,27 @@ def test_cli_empty_mask_copies_through(tmp_path):
 
 
 def test_cli_falls_back_to_telea_when_no_patch_fits(tmp_path, capsys):
-    img = texture((24, 120), seed=1)          # shorter than a 32 px training patch
+    img = texture((24, 120), seed=1)  # shorter than a 32 px training patch
     mask = bar_mask(img.shape, y=10, h=4, x0=10, x1=60)
     seg, msk = _write_inputs(tmp_path, img, mask)
     out = tmp_path / "training" / "microstructure042.png"
     assert main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out)]) == 0
     rec = mio.read_png_meta(out)["inpaint"]
-    assert rec["method"] == "telea" and rec["requested"] == "gan" and "avoids the mask" in rec["fallback_reason"]
+    assert (
+        rec["method"] == "telea"
+        and rec["requested"] == "gan"
+        and "avoids the mask" in rec["fallback_reason"]
+    )
     np.testing.assert_array_equal(mio.read_image(out)[~mask], img[~mask])
     out.unlink()
-    rc = main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--no-fallback"])
+    rc = main(
+        ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--no-fallback"]
+    )
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("microlib inpaint: error: microstructure042:") and "avoids the mask" in err
+    assert (
+        err.startswith("microlib inpaint: error: microstructure042:") and "avoids the mask" in err
+    )
 
 
 def test_cli_bad_mask_is_one_error_line(tmp_path, capsys):
@@ -271,11 +345,15 @@ def test_cli_bad_mask_is_one_error_line(tmp_path, capsys):
     msk = tmp_path / "masks" / "bad.png"
     mio.write_png(msk, np.zeros((50, 61), np.uint8))
     out = tmp_path / "training" / "microstructure042.png"
-    rc = main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--method", "telea"])
+    rc = main(
+        ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--method", "telea"]
+    )
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("microlib inpaint: error: microstructure042: mask shape (50, 61) does not match "
-                       "image shape (50, 60)")
+    assert err[-1] == (
+        "microlib inpaint: error: microstructure042: mask shape (50, 61) does not match "
+        "image shape (50, 60)"
+    )
 
 
 @pytest.mark.gpu
@@ -284,7 +362,7 @@ def test_gan_on_cuda_keeps_the_contract():
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    assert ip.resolve_device("auto") == "cuda"
+    assert resolve_device("auto").type == "cuda"
     img = texture((128, 128), n_phases=3, seed=12)
     mask = bar_mask(img.shape, y=100, h=8, x0=10, x1=110)
     out, info = ip.inpaint(img, mask, data_type="threephase", n_phases=3, device="cuda", **FAST)
@@ -292,11 +370,13 @@ def test_gan_on_cuda_keeps_the_contract():
     assert set(np.unique(out)) <= {0, 1, 2} and info["device"] == "cuda"
 
 
-def test_resolve_device_falls_back_to_cpu(monkeypatch):
+def test_one_device_policy_auto_falls_back_explicit_cuda_refused(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert ip.resolve_device("auto") == "cpu"
-    assert ip.resolve_device("cuda") == "cpu"  # W31: no hard-coded cuda:0
+    assert resolve_device("auto").type == "cpu"
+    # an explicit CUDA request on a machine without one is refused, never silently CPU
+    with pytest.raises(MicrolibError, match="no CUDA device"):
+        resolve_device("cuda")
     with pytest.raises(MicrolibError, match="unknown device"):
-        ip.resolve_device("tpu")
+        resolve_device("tpu")

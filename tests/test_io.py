@@ -14,7 +14,7 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 
 def test_png_roundtrip_keeps_metadata(tmp_path):
-    arr = (np.arange(64, dtype=np.uint8).reshape(8, 8) % 3)
+    arr = np.arange(64, dtype=np.uint8).reshape(8, 8) % 3
     io.write_png(tmp_path / "a.png", arr, {"data_type": "threephase", "n_phases": 3})
     back = io.read_image(tmp_path / "a.png")
     assert back.dtype == np.uint8 and np.array_equal(back, arr)
@@ -32,8 +32,11 @@ def test_tif_voxel_size_roundtrip(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "ident", "name"),
-    [(237, "000237", "microstructure237"), ("000001", "000001", "microstructure001"),
-     ("microstructure1205", "001205", "microstructure1205")],
+    [
+        (237, "000237", "microstructure237"),
+        ("000001", "000001", "microstructure001"),
+        ("microstructure1205", "001205", "microstructure1205"),
+    ],
 )
 def test_names(value, ident, name):
     assert io.entry_id(value) == ident

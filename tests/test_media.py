@@ -58,13 +58,17 @@ def test_front_view_is_the_outer_slice():
     p0, pu, pv = geo["y0"]["corners"]
     x0, y0, x1, y1 = int(round(p0[0])), int(round(p0[1])), int(round(pu[0])), int(round(pv[1]))
     assert 0 < x0 < x1 < size and 0 < y0 < y1 < size
-    shown = frame[y0 + 2: y1 - 2, x0 + 2: x1 - 2]
-    expected = np.asarray(Image.fromarray(colour(vol[:, 0, :])).resize((x1 - x0, y1 - y0), Image.NEAREST))
+    shown = frame[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2]
+    expected = np.asarray(
+        Image.fromarray(colour(vol[:, 0, :])).resize((x1 - x0, y1 - y0), Image.NEAREST)
+    )
     expected = expected[2:-2, 2:-2]
     agree = np.mean(np.all(np.abs(shown.astype(int) - expected.astype(int)) < 40, axis=-1))
     assert agree > 0.9
     # and not the opposite face: an independent slice agrees only by chance (~1/3)
-    other = np.asarray(Image.fromarray(colour(vol[:, -1, :])).resize((x1 - x0, y1 - y0), Image.NEAREST))[2:-2, 2:-2]
+    other = np.asarray(
+        Image.fromarray(colour(vol[:, -1, :])).resize((x1 - x0, y1 - y0), Image.NEAREST)
+    )[2:-2, 2:-2]
     assert np.mean(np.all(np.abs(shown.astype(int) - other.astype(int)) < 40, axis=-1)) < 0.6
     assert tuple(frame[1, 1]) == M.BACKGROUND
 
@@ -96,7 +100,10 @@ def test_slicing_cut_face_is_the_slice_at_depth():
     assert len(frames) == 7
     depths = np.rint(np.linspace(0, 47, 7)).astype(int)
     k = int(depths[3])
-    geo = {f["name"]: f for f in M.face_geometry(vol.shape, azimuth=35.0, elevation=30.0, size=240, z0=k)}
+    geo = {
+        f["name"]: f
+        for f in M.face_geometry(vol.shape, azimuth=35.0, elevation=30.0, size=240, z0=k)
+    }
     pixels, (rows, cc) = sample_face(frames[3], geo["top"], vol.shape[1:])
     got = classify(pixels, cols)
     assert np.mean(got == vol[k][rows, cc]) > 0.9
@@ -133,8 +140,12 @@ def _entry(tmp_path, shape=(40, 40, 40)):
     img = vol[:, :, 20].copy()
     mask = np.zeros(img.shape, np.uint8)
     mask[30:34, 5:30] = 255
-    paths = {"volume": tmp_path / "v.tif", "image": tmp_path / "t.png", "segmented": tmp_path / "s.png",
-             "mask": tmp_path / "m.png"}
+    paths = {
+        "volume": tmp_path / "v.tif",
+        "image": tmp_path / "t.png",
+        "segmented": tmp_path / "s.png",
+        "mask": tmp_path / "m.png",
+    }
     mio.write_tif(paths["volume"], vol)
     mio.write_png(paths["image"], img, meta)
     seg = img.copy()
@@ -147,13 +158,35 @@ def _entry(tmp_path, shape=(40, 40, 40)):
 def test_cli_writes_all_media(tmp_path):
     paths, vol, img, mask = _entry(tmp_path)
     out = tmp_path / "media" / "microstructure050"
-    rc = main(["media", "--volume", str(paths["volume"]), "--image", str(paths["image"]), "--out-dir", str(out),
-               "--name", "microstructure050", "--segmented", str(paths["segmented"]), "--mask",
-               str(paths["mask"]), "--frames", "9", "--size", "96"])
+    rc = main(
+        [
+            "media",
+            "--volume",
+            str(paths["volume"]),
+            "--image",
+            str(paths["image"]),
+            "--out-dir",
+            str(out),
+            "--name",
+            "microstructure050",
+            "--segmented",
+            str(paths["segmented"]),
+            "--mask",
+            str(paths["mask"]),
+            "--frames",
+            "9",
+            "--size",
+            "96",
+        ]
+    )
     assert rc == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["microstructure050_inpaint.png", "microstructure050_preview.png",
-                     "microstructure050_rotation.gif", "microstructure050_slicing.gif"]
+    assert names == [
+        "microstructure050_inpaint.png",
+        "microstructure050_preview.png",
+        "microstructure050_rotation.gif",
+        "microstructure050_slicing.gif",
+    ]
     for kind, n_frames in (("rotation", 9), ("slicing", 9)):
         with Image.open(out / f"microstructure050_{kind}.gif") as im:
             assert im.size == (96, 96) and im.n_frames == n_frames and im.info.get("loop") == 0
@@ -175,16 +208,51 @@ def test_cli_writes_all_media(tmp_path):
 def test_cli_without_segmented_and_errors(tmp_path, capsys):
     paths, *_ = _entry(tmp_path)
     out = tmp_path / "media"
-    assert main(["media", "--volume", str(paths["volume"]), "--image", str(paths["image"]), "--out-dir", str(out),
-                 "--name", "microstructure050", "--frames", "3", "--size", "48"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["microstructure050_preview.png",
-                                                     "microstructure050_rotation.gif",
-                                                     "microstructure050_slicing.gif"]
-    rc = main(["media", "--volume", str(tmp_path / "missing.tif"), "--image", str(paths["image"]),
-               "--out-dir", str(out), "--name", "microstructure050"])
+    assert (
+        main(
+            [
+                "media",
+                "--volume",
+                str(paths["volume"]),
+                "--image",
+                str(paths["image"]),
+                "--out-dir",
+                str(out),
+                "--name",
+                "microstructure050",
+                "--frames",
+                "3",
+                "--size",
+                "48",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "microstructure050_preview.png",
+        "microstructure050_rotation.gif",
+        "microstructure050_slicing.gif",
+    ]
+    rc = main(
+        [
+            "media",
+            "--volume",
+            str(tmp_path / "missing.tif"),
+            "--image",
+            str(paths["image"]),
+            "--out-dir",
+            str(out),
+            "--name",
+            "microstructure050",
+        ]
+    )
     assert rc == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        "microlib media: error: microstructure050: volume not found")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("microlib media: error: microstructure050: volume not found")
+    )
 
 
 @pytest.mark.parametrize("bad", ["2d", "float"])
@@ -194,6 +262,17 @@ def test_cli_rejects_bad_volumes(tmp_path, bad, capsys):
 
     arr = np.zeros((40, 40), np.uint8) if bad == "2d" else np.zeros((8, 8, 8), np.float32)
     tifffile.imwrite(paths["volume"], arr)
-    rc = main(["media", "--volume", str(paths["volume"]), "--image", str(paths["image"]),
-               "--out-dir", str(tmp_path / "o"), "--name", "microstructure050"])
+    rc = main(
+        [
+            "media",
+            "--volume",
+            str(paths["volume"]),
+            "--image",
+            str(paths["image"]),
+            "--out-dir",
+            str(tmp_path / "o"),
+            "--name",
+            "microstructure050",
+        ]
+    )
     assert rc == 2 and "volume must be a uint8" in capsys.readouterr().err

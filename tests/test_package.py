@@ -33,28 +33,52 @@ def schema(name: str) -> dict:
 
 
 RAW = {
-    "id": 237, "id6": "000237", "name": "microstructure237",
+    "id": 237,
+    "id6": "000237",
+    "name": "microstructure237",
     "record_url": "http://127.0.0.1/miclib/full_record.php?id=237",
     "image_url": "http://127.0.0.1/miclib/micrographs/large/000237.jpg",
-    "brief_descr": "Pearlite in a hypo-eutectoid steel", "keywords": ["pearlite", "steel"],
-    "category": ["Metal or alloy"], "element": ["Fe", "C"], "composition": "Fe 0.4 wt% C",
-    "technique": "Light microscopy", "long desc": "Etched in 2% nital. 20 µm grains.",
-    "contributor": "Prof Müller", "organisation": "Demo University",
+    "brief_descr": "Pearlite in a hypo-eutectoid steel",
+    "keywords": ["pearlite", "steel"],
+    "category": ["Metal or alloy"],
+    "element": ["Fe", "C"],
+    "composition": "Fe 0.4 wt% C",
+    "technique": "Light microscopy",
+    "long desc": "Etched in 2% nital. 20 µm grains.",
+    "contributor": "Prof Müller",
+    "organisation": "Demo University",
     "licence": "Creative Commons Attribution-Noncommercial-Share Alike 2.0 UK",
     "licence_url": "http://creativecommons.org/licenses/by-nc-sa/2.0/uk/",
-    "image_sha256": "a" * 64, "retrieved": "2026-11-22T00:00:00Z",
+    "image_sha256": "a" * 64,
+    "retrieved": "2026-11-22T00:00:00Z",
 }
 
 
 def test_entry_record_has_microlib_fields_licence_and_credit():
-    rec = entry_record("microstructure237", RAW, {"data_type": "twophase", "voxel_size_um": 0.5,
-                                                   "source": "auto"},
-                       {"nc": 2, "phase_grey_values": [40.0, 200.0]},
-                       {"summary": {"vf_mean_abs_pct_error": 2.5}}, ["microstructure237.tif"])
-    assert list(rec)[:10] == ["name", "data_type", "brief_descr", "keywords", "category",
-                              "element", "technique", "long desc", "contributor",
-                              "organisation"]
-    assert rec["credit"] == "Prof Müller, Demo University; DoITPoMS Micrograph Library, University of Cambridge"
+    rec = entry_record(
+        "microstructure237",
+        RAW,
+        {"data_type": "twophase", "voxel_size_um": 0.5, "source": "auto"},
+        {"nc": 2, "phase_grey_values": [40.0, 200.0]},
+        {"summary": {"vf_mean_abs_pct_error": 2.5}},
+        ["microstructure237.tif"],
+    )
+    assert list(rec)[:10] == [
+        "name",
+        "data_type",
+        "brief_descr",
+        "keywords",
+        "category",
+        "element",
+        "technique",
+        "long desc",
+        "contributor",
+        "organisation",
+    ]
+    assert (
+        rec["credit"]
+        == "Prof Müller, Demo University; DoITPoMS Micrograph Library, University of Cambridge"
+    )
     assert rec["licence_url"].startswith("http://creativecommons.org")
     assert rec["metrics"] == {"vf_mean_abs_pct_error": 2.5}
     assert rec["doitpoms_id"] == 237 and rec["n_phases"] == 2
@@ -70,11 +94,23 @@ def test_data_anns_rejects_duplicate_names():
 
 
 def test_excluded_lists_filter_and_scrape_failures_not_missing_ids():
-    selection = {"included": ["000003"], "excluded": {
-        "000021": {"name": "microstructure021", "reasons": ["exposure: trend 0.4 > 0.25"],
-                   "criteria": ["exposure"]}}}
-    index = {"entries": {"000003": {"status": "present"}, "000005": {"status": "missing"},
-                         "000009": {"status": "failed", "reason": "truncated JPEG"}}}
+    selection = {
+        "included": ["000003"],
+        "excluded": {
+            "000021": {
+                "name": "microstructure021",
+                "reasons": ["exposure: trend 0.4 > 0.25"],
+                "criteria": ["exposure"],
+            }
+        },
+    }
+    index = {
+        "entries": {
+            "000003": {"status": "present"},
+            "000005": {"status": "missing"},
+            "000009": {"status": "failed", "reason": "truncated JPEG"},
+        }
+    }
     out = excluded_records(selection, index)
     assert list(out) == ["000009", "000021"]
     assert out["000009"]["reasons"] == ["scrape failed: truncated JPEG"]
@@ -102,14 +138,23 @@ def test_zip_contains_only_listed_entries_and_roundtrips(tmp_path):
     out = tmp_path / "out"
     written = safe_extract(archive, out)
     assert len(written) == len(members)
-    assert (out / "microlibDataset/microstructure003/microstructure003_Gen.pt").read_bytes() == b"weights"
+    assert (
+        out / "microlibDataset/microstructure003/microstructure003_Gen.pt"
+    ).read_bytes() == b"weights"
     with zipfile.ZipFile(archive) as zf:  # .pt stored, .tif deflated
-        assert zf.getinfo("microlibDataset/microstructure003/microstructure003_Gen.pt").compress_type == zipfile.ZIP_STORED
-        assert zf.getinfo("microlibDataset/microstructure003/microstructure003.tif").compress_type == zipfile.ZIP_DEFLATED
+        assert (
+            zf.getinfo("microlibDataset/microstructure003/microstructure003_Gen.pt").compress_type
+            == zipfile.ZIP_STORED
+        )
+        assert (
+            zf.getinfo("microlibDataset/microstructure003/microstructure003.tif").compress_type
+            == zipfile.ZIP_DEFLATED
+        )
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt",
-                                  "C:/evil.txt", "..\\evil.txt"])
+@pytest.mark.parametrize(
+    "evil", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt", "C:/evil.txt", "..\\evil.txt"]
+)
 def test_safe_extract_refuses_paths_leaving_the_target(tmp_path, evil):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -145,24 +190,38 @@ def test_check_member_inside_target(tmp_path):
 def _stage_outputs(tmp_path: Path, name: str = "microstructure003") -> dict[str, Path]:
     """Minimal but real outputs of the upstream stages for one entry."""
     rng = np.random.default_rng(0)
-    d = {k: tmp_path / k for k in ("raw", "annotations", "training", "models", "volumes",
-                                   "metrics", "media")}
+    d = {
+        k: tmp_path / k
+        for k in ("raw", "annotations", "training", "models", "volumes", "metrics", "media")
+    }
     raw = tmp_path / "raw" / "000003.jpg"
     raw.parent.mkdir(parents=True)
     from PIL import Image
+
     Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8)).save(raw, format="JPEG")
     io.write_json(tmp_path / "raw" / "000003.json", dict(RAW, id=3, id6="000003", name=name))
-    io.write_json(tmp_path / "annotations" / "000003.json",
-                  {"id": "000003", "data_type": "twophase", "voxel_size_um": None, "source": "auto"})
-    io.write_png(tmp_path / "training" / f"{name}.png",
-                 rng.integers(0, 2, (40, 50), dtype=np.uint8), {"data_type": "twophase", "n_phases": 2})
+    io.write_json(
+        tmp_path / "annotations" / "000003.json",
+        {"id": "000003", "data_type": "twophase", "voxel_size_um": None, "source": "auto"},
+    )
+    io.write_png(
+        tmp_path / "training" / f"{name}.png",
+        rng.integers(0, 2, (40, 50), dtype=np.uint8),
+        {"data_type": "twophase", "n_phases": 2},
+    )
     mdir = tmp_path / "models" / name
     for suffix in ("_Gen.pt", "_Disc.pt", "_params.data"):
         io.write_bytes(mdir / f"{name}{suffix}", b"x")
-    io.write_json(mdir / f"{name}_params.json", {"nc": 2, "image_type": "nphase",
-                                                  "training": {"preset": "tiny", "iterations": 5}})
-    io.write_tif(tmp_path / "volumes" / f"{name}.tif", rng.integers(0, 2, (8, 8, 8), dtype=np.uint8))
-    io.write_json(tmp_path / "metrics" / f"{name}.json", {"summary": {"vf_mean_abs_pct_error": 1.0}})
+    io.write_json(
+        mdir / f"{name}_params.json",
+        {"nc": 2, "image_type": "nphase", "training": {"preset": "tiny", "iterations": 5}},
+    )
+    io.write_tif(
+        tmp_path / "volumes" / f"{name}.tif", rng.integers(0, 2, (8, 8, 8), dtype=np.uint8)
+    )
+    io.write_json(
+        tmp_path / "metrics" / f"{name}.json", {"summary": {"vf_mean_abs_pct_error": 1.0}}
+    )
     for kind in ("preview.png", "rotation.gif", "slicing.gif", "inpaint.png"):
         io.write_bytes(tmp_path / "media" / name / f"{name}_{kind}", b"media")
     return d
@@ -172,16 +231,32 @@ def test_package_cli_entry_then_dataset(tmp_path):
     name = "microstructure003"
     _stage_outputs(tmp_path, name)
     ds = tmp_path / "microlibDataset"
-    rc = main(["package", "entry", "--name", name,
-               "--raw-image", str(tmp_path / "raw/000003.jpg"),
-               "--raw-meta", str(tmp_path / "raw/000003.json"),
-               "--annotation", str(tmp_path / "annotations/000003.json"),
-               "--training", str(tmp_path / f"training/{name}.png"),
-               "--model-dir", str(tmp_path / f"models/{name}"),
-               "--volume", str(tmp_path / f"volumes/{name}.tif"),
-               "--metrics", str(tmp_path / f"metrics/{name}.json"),
-               "--media-dir", str(tmp_path / f"media/{name}"),
-               "--out-dir", str(ds / name)])
+    rc = main(
+        [
+            "package",
+            "entry",
+            "--name",
+            name,
+            "--raw-image",
+            str(tmp_path / "raw/000003.jpg"),
+            "--raw-meta",
+            str(tmp_path / "raw/000003.json"),
+            "--annotation",
+            str(tmp_path / "annotations/000003.json"),
+            "--training",
+            str(tmp_path / f"training/{name}.png"),
+            "--model-dir",
+            str(tmp_path / f"models/{name}"),
+            "--volume",
+            str(tmp_path / f"volumes/{name}.tif"),
+            "--metrics",
+            str(tmp_path / f"metrics/{name}.json"),
+            "--media-dir",
+            str(tmp_path / f"media/{name}"),
+            "--out-dir",
+            str(ds / name),
+        ]
+    )
     assert rc == 0
     files = sorted(p.name for p in (ds / name).iterdir())
     assert f"{name}_original.png" in files and f"{name}.tif" in files
@@ -191,12 +266,30 @@ def test_package_cli_entry_then_dataset(tmp_path):
     meta = io.read_json(ds / name / f"{name}_metadata.json")
     assert meta["record"]["files"] == files
 
-    selection = {"included": ["000003"],
-                 "excluded": {"000021": {"name": "microstructure021", "reasons": ["exposure"],
-                                         "criteria": ["exposure"]}}}
+    selection = {
+        "included": ["000003"],
+        "excluded": {
+            "000021": {
+                "name": "microstructure021",
+                "reasons": ["exposure"],
+                "criteria": ["exposure"],
+            }
+        },
+    }
     io.write_json(tmp_path / "selection.json", selection)
-    rc = main(["package", "dataset", "--selection", str(tmp_path / "selection.json"),
-               "--dataset-dir", str(ds), "--zip", str(tmp_path / "microlibDataset.zip"), name])
+    rc = main(
+        [
+            "package",
+            "dataset",
+            "--selection",
+            str(tmp_path / "selection.json"),
+            "--dataset-dir",
+            str(ds),
+            "--zip",
+            str(tmp_path / "microlibDataset.zip"),
+            name,
+        ]
+    )
     assert rc == 0
     anns = io.read_json(ds / "data_anns.json")
     jsonschema.validate(anns, schema("data_anns.schema.yaml"))
@@ -206,8 +299,18 @@ def test_package_cli_entry_then_dataset(tmp_path):
         assert f"microlibDataset/{name}/{name}_Gen.pt" in zf.namelist()
 
     # a name the selection does not include is refused with one clear line
-    rc = main(["package", "dataset", "--selection", str(tmp_path / "selection.json"),
-               "--dataset-dir", str(ds), "--no-zip", "microstructure021"])
+    rc = main(
+        [
+            "package",
+            "dataset",
+            "--selection",
+            str(tmp_path / "selection.json"),
+            "--dataset-dir",
+            str(ds),
+            "--no-zip",
+            "microstructure021",
+        ]
+    )
     assert rc == 2
 
 
@@ -215,8 +318,9 @@ def test_dataset_reader_lists_entries_from_zip_and_folder(tmp_path):
     from microlib.dataset import Dataset
 
     ds = _dataset(tmp_path, ("microstructure003",))
-    io.write_json(ds / "data_anns.json", {"1": {"name": "microstructure003",
-                                                "data_type": "twophase"}})
+    io.write_json(
+        ds / "data_anns.json", {"1": {"name": "microstructure003", "data_type": "twophase"}}
+    )
     archive = tmp_path / "d.zip"
     write_zip(ds, archive, ["microstructure003"])
     for source in (archive, ds, tmp_path):

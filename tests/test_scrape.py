@@ -40,25 +40,38 @@ from microlib.scrape import (
 ROOT = Path(__file__).resolve().parents[1]
 
 # tiny timeouts and backoffs keep the fault cases fast; rate high except where tested
-FAST = dict(rate=1000.0, connect_timeout=2.0, read_timeout=2.0, retries=2, backoff=0.01,
-            max_retry_after=5.0, max_bytes=2_000_000)
+FAST = dict(
+    rate=1000.0,
+    connect_timeout=2.0,
+    read_timeout=2.0,
+    retries=2,
+    backoff=0.01,
+    max_retry_after=5.0,
+    max_bytes=2_000_000,
+)
 
 CC_LICENCE = (
     '<p class="licence">This micrograph is licensed under a <a rel="license" '
     'href="http://creativecommons.org/licenses/by-nc-sa/2.0/uk/">Creative Commons '
-    'Attribution-Noncommercial-Share Alike 2.0 UK: England &amp; Wales License</a>.</p>')
-TERMS_LICENCE = ('<p class="licence">This micrograph is covered by the '
-                 '<a href="../miclib/terms.php">DoITPoMS standard terms of use</a>.</p>')
+    "Attribution-Noncommercial-Share Alike 2.0 UK: England &amp; Wales License</a>.</p>"
+)
+TERMS_LICENCE = (
+    '<p class="licence">This micrograph is covered by the '
+    '<a href="../miclib/terms.php">DoITPoMS standard terms of use</a>.</p>'
+)
 
 PEARLITE = {
     "Brief description": "Pearlite in a hypo-eutectoid steel",
-    "Keywords": ('<a href="browse.php?keyword=pearlite">pearlite</a>, '
-                 '<a href="browse.php?keyword=steel">steel</a>'),
+    "Keywords": (
+        '<a href="browse.php?keyword=pearlite">pearlite</a>, '
+        '<a href="browse.php?keyword=steel">steel</a>'
+    ),
     "Categories": "Metal or alloy",
     "Composition": "Fe 0.4 wt% C",
     "Technique": "Light microscopy",
-    "Further information": ("The sample was etched in 2% nital.<br>Ferrite appears light, "
-                            "<i>pearlite</i> dark."),
+    "Further information": (
+        "The sample was etched in 2% nital.<br>Ferrite appears light, <i>pearlite</i> dark."
+    ),
     "Contributor": "Prof T W Clyne",
     "Organisation": "Department of Materials Science and Metallurgy, University of Cambridge",
 }
@@ -72,8 +85,10 @@ PEARLITE_FIELDS = {
     "long desc": "The sample was etched in 2% nital. Ferrite appears light, pearlite dark.",
     "contributor": "Prof T W Clyne",
     "organisation": "Department of Materials Science and Metallurgy, University of Cambridge",
-    "licence": ("This micrograph is licensed under a Creative Commons Attribution-"
-                "Noncommercial-Share Alike 2.0 UK: England & Wales License."),
+    "licence": (
+        "This micrograph is licensed under a Creative Commons Attribution-"
+        "Noncommercial-Share Alike 2.0 UK: England & Wales License."
+    ),
     "licence_url": "http://creativecommons.org/licenses/by-nc-sa/2.0/uk/",
 }
 
@@ -110,11 +125,17 @@ def image_path(n: int) -> str:
     return f"/miclib/micrographs/large/{n:06d}.jpg"
 
 
-def add_record(srv: FaultServer, n: int, fields: dict | None = None, image: bytes | None = None,
-               licence: str = CC_LICENCE) -> bytes:
+def add_record(
+    srv: FaultServer,
+    n: int,
+    fields: dict | None = None,
+    image: bytes | None = None,
+    licence: str = CC_LICENCE,
+) -> bytes:
     image = image if image is not None else image_bytes(n)
-    srv.static(page_path(n), record_page(n, fields or PEARLITE, licence),
-               "text/html; charset=utf-8")
+    srv.static(
+        page_path(n), record_page(n, fields or PEARLITE, licence), "text/html; charset=utf-8"
+    )
     srv.static(image_path(n), image, "image/jpeg")
     return image
 
@@ -142,16 +163,19 @@ def assert_consistent(out: Path) -> dict:
             sha = mio.sha256_file(out / f"{id6}.jpg")
             assert sha == e["image_sha256"] == meta["image_sha256"]
             assert meta["image_bytes"] == (out / f"{id6}.jpg").stat().st_size
-    counts = {s: sum(e["status"] == s for e in entries.values())
-              for s in ("present", "missing", "failed")}
+    counts = {
+        s: sum(e["status"] == s for e in entries.values()) for s in ("present", "missing", "failed")
+    }
     assert index["counts"] == counts
     return index
 
 
 def mtimes(out: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in out.iterdir()
-            if p.suffix in (".jpg", ".json") and p.name != "index.json"
-            and not p.name.startswith(".")}
+    return {
+        p.name: p.stat().st_mtime_ns
+        for p in out.iterdir()
+        if p.suffix in (".jpg", ".json") and p.name != "index.json" and not p.name.startswith(".")
+    }
 
 
 @pytest.fixture
@@ -165,18 +189,30 @@ def srv():
 
 
 def test_parse_record_real_layout():
-    rec = parse_record(record_page(237, PEARLITE),
-                       "https://www.doitpoms.ac.uk/miclib/full_record.php?id=237",
-                       "text/html; charset=utf-8")
+    rec = parse_record(
+        record_page(237, PEARLITE),
+        "https://www.doitpoms.ac.uk/miclib/full_record.php?id=237",
+        "text/html; charset=utf-8",
+    )
     assert rec == PEARLITE_FIELDS
 
 
 def test_parse_record_missing_optional_fields_are_null_or_empty():
-    rec = parse_record(record_page(5, {"Brief description": "Cast iron",
-                                       "Keywords": "", "Technique": "  "}, licence=""))
+    rec = parse_record(
+        record_page(
+            5, {"Brief description": "Cast iron", "Keywords": "", "Technique": "  "}, licence=""
+        )
+    )
     assert rec["brief_descr"] == "Cast iron"
-    for k in ("technique", "long desc", "contributor", "organisation", "composition",
-              "licence", "licence_url"):
+    for k in (
+        "technique",
+        "long desc",
+        "contributor",
+        "organisation",
+        "composition",
+        "licence",
+        "licence_url",
+    ):
         assert rec[k] is None, k
     for k in ("keywords", "category", "element"):
         assert rec[k] == [], k  # never the anchor's ['']
@@ -215,7 +251,7 @@ def test_parse_record_br_and_nested_tags():
         "Categories": "<a>Metal or alloy</a>; <a>Composite</a>",
         "Composition": "Al-7 wt% Si<sup></sup>",
         "Further information": "<p>First para.</p><p>Second<br/>line with <em>empha</em>sis"
-                               "<!-- hidden --></p><script>var x;</script>",
+        "<!-- hidden --></p><script>var x;</script>",
     }
     rec = parse_record(record_page(1, fields))
     assert rec["brief_descr"] == "Dendrites in an Al-Si casting"
@@ -226,21 +262,27 @@ def test_parse_record_br_and_nested_tags():
 
 
 def test_parse_record_licence_variants():
-    terms = parse_record(record_page(2, PEARLITE, TERMS_LICENCE),
-                         "https://www.doitpoms.ac.uk/miclib/full_record.php?id=2")
+    terms = parse_record(
+        record_page(2, PEARLITE, TERMS_LICENCE),
+        "https://www.doitpoms.ac.uk/miclib/full_record.php?id=2",
+    )
     assert terms["licence"] == "This micrograph is covered by the DoITPoMS standard terms of use."
     assert terms["licence_url"] == "https://www.doitpoms.ac.uk/miclib/terms.php"
     cc_no_rel = CC_LICENCE.replace(' rel="license"', "")
-    assert parse_record(record_page(2, PEARLITE, cc_no_rel))["licence_url"] == \
-        PEARLITE_FIELDS["licence_url"]
+    assert (
+        parse_record(record_page(2, PEARLITE, cc_no_rel))["licence_url"]
+        == PEARLITE_FIELDS["licence_url"]
+    )
     plain = parse_record(record_page(2, PEARLITE, "<div>Licensed for teaching use only.</div>"))
     assert (plain["licence"], plain["licence_url"]) == ("Licensed for teaching use only.", None)
 
 
 def test_parse_record_table_layout_and_page_without_record():
-    table = (b"<html><body><div class='col-md-8'><table>"
-             b"<tr><th>Brief description:</th><td>Martensite</td></tr>"
-             b"<tr><th>Composition:</th><td>Fe-0.8C</td></tr></table></div></body></html>")
+    table = (
+        b"<html><body><div class='col-md-8'><table>"
+        b"<tr><th>Brief description:</th><td>Martensite</td></tr>"
+        b"<tr><th>Composition:</th><td>Fe-0.8C</td></tr></table></div></body></html>"
+    )
     rec = parse_record(table)
     assert rec["brief_descr"] == "Martensite" and rec["element"] == ["Fe", "C"]
     empty = record_page(77, {"Brief description": "", "Keywords": "", "Contributor": " "})
@@ -248,20 +290,23 @@ def test_parse_record_table_layout_and_page_without_record():
     assert parse_record(b"<html><body><p>No such micrograph</p></body></html>") is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Fe 0.4 wt% C", ["Fe", "C"]),
-    ("Al-4 wt% Cu", ["Al", "Cu"]),
-    ("Al2O3", ["Al", "O"]),
-    ("wt%", []),
-    ("Steel", []),
-    ("Ti-6Al-4V", ["Ti", "Al", "V"]),
-    ("Cu 70, Zn 30; Cu", ["Cu", "Zn"]),
-    ("YSZ with Y2O3", ["Y", "O"]),
-    ("FCC Ni", ["Ni"]),
-    ("As cast Pb-Sn", ["Pb", "Sn"]),
-    ("WC-Co", ["W", "C", "Co"]),
-    (None, []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Fe 0.4 wt% C", ["Fe", "C"]),
+        ("Al-4 wt% Cu", ["Al", "Cu"]),
+        ("Al2O3", ["Al", "O"]),
+        ("wt%", []),
+        ("Steel", []),
+        ("Ti-6Al-4V", ["Ti", "Al", "V"]),
+        ("Cu 70, Zn 30; Cu", ["Cu", "Zn"]),
+        ("YSZ with Y2O3", ["Y", "O"]),
+        ("FCC Ni", ["Ni"]),
+        ("As cast Pb-Sn", ["Pb", "Sn"]),
+        ("WC-Co", ["W", "C", "Co"]),
+        (None, []),
+    ],
+)
 def test_parse_elements(text, expected):
     assert parse_elements(text) == expected
 
@@ -297,9 +342,11 @@ def test_validate_image_accepts_images_and_rejects_bad_bodies():
 
 
 def test_robots_rules_longest_match_and_groups():
-    text = ("User-agent: *\nDisallow: /\n\n"
-            "User-agent: otherbot\nUser-agent: MicroLib/2\nDisallow: /miclib/\n"
-            "Allow: /miclib/full_record.php\nDisallow: /*.jpg$\nCrawl-delay: 2.5\n")
+    text = (
+        "User-agent: *\nDisallow: /\n\n"
+        "User-agent: otherbot\nUser-agent: MicroLib/2\nDisallow: /miclib/\n"
+        "Allow: /miclib/full_record.php\nDisallow: /*.jpg$\nCrawl-delay: 2.5\n"
+    )
     r = parse_robots(text, "microlib")
     assert r.crawl_delay == 2.5
     assert r.allowed("http://h/miclib/full_record.php?id=3")
@@ -337,7 +384,9 @@ def test_normal_run_writes_records_index_and_credit(srv, tmp_path):
     report = run_scrape(srv, range(1, 6), tmp_path)
     assert (report.present, report.missing, report.failed) == (3, 2, 0)
     assert (report.downloaded, report.cached) == (3, 0)
-    assert report.summary() == "scrape: 3 present (3 images downloaded, 0 cached), 2 missing, 0 failed"
+    assert (
+        report.summary() == "scrape: 3 present (3 images downloaded, 0 cached), 2 missing, 0 failed"
+    )
     index = assert_consistent(tmp_path)
     assert index["counts"] == {"present": 3, "missing": 2, "failed": 0}
     assert index["entries"]["000003"]["reason"] == "record page HTTP 404"
@@ -360,7 +409,6 @@ def test_normal_run_writes_records_index_and_credit(srv, tmp_path):
     assert all(h.headers["User-Agent"] == ua for h in srv.hits)
 
 
-
 def test_metadata_feeds_data_anns_with_licence_and_credit(srv, tmp_path):
     package = pytest.importorskip("microlib.package")
     add_record(srv, 237)
@@ -369,15 +417,26 @@ def test_metadata_feeds_data_anns_with_licence_and_credit(srv, tmp_path):
     meta = mio.read_json(tmp_path / "000237.json")
     rec = package.entry_record("microstructure237", meta, {"data_type": "twophase"})
     # MicroLib's field names and meaning (DESIGN.md), straight from the scraped record
-    for k in ("brief_descr", "keywords", "category", "element", "technique", "long desc",
-              "contributor", "organisation"):
+    for k in (
+        "brief_descr",
+        "keywords",
+        "category",
+        "element",
+        "technique",
+        "long desc",
+        "contributor",
+        "organisation",
+    ):
         assert rec[k] == PEARLITE_FIELDS[k], k
     assert rec["name"] == meta["name"] == "microstructure237"
-    assert (rec["licence"], rec["licence_url"]) == (PEARLITE_FIELDS["licence"],
-                                                    PEARLITE_FIELDS["licence_url"])
+    assert (rec["licence"], rec["licence_url"]) == (
+        PEARLITE_FIELDS["licence"],
+        PEARLITE_FIELDS["licence_url"],
+    )
     assert rec["credit"].startswith("Prof T W Clyne, Department of Materials Science")
-    sparse = package.entry_record("microstructure238", mio.read_json(tmp_path / "000238.json"),
-                                  {"data_type": "grayscale"})
+    sparse = package.entry_record(
+        "microstructure238", mio.read_json(tmp_path / "000238.json"), {"data_type": "grayscale"}
+    )
     assert sparse["licence"] == "This micrograph is covered by the DoITPoMS standard terms of use."
     assert sparse["licence_url"] == srv.url("/miclib/terms.php")
     assert (sparse["keywords"], sparse["element"], sparse["contributor"]) == ([], [], None)
@@ -407,8 +466,9 @@ def test_rerun_downloads_nothing_keeps_mtimes_and_refetches_changed_image(srv, t
     assert mio.read_json(tmp_path / "000002.json")["image_width"] == 80
     after = mtimes(tmp_path)
     assert after["000002.jpg"] != before["000002.jpg"]
-    assert {k: v for k, v in after.items() if not k.startswith("000002")} == \
-        {k: v for k, v in before.items() if not k.startswith("000002")}
+    assert {k: v for k, v in after.items() if not k.startswith("000002")} == {
+        k: v for k, v in before.items() if not k.startswith("000002")
+    }
     assert_consistent(tmp_path)
 
 
@@ -440,8 +500,12 @@ def test_locally_corrupted_image_is_fetched_again(srv, tmp_path):
 
 def test_500_then_200_is_retried(srv, tmp_path):
     add_record(srv, 1)
-    srv.script(page_path(1), Reply(500, b"oops", "text/html"), Reply(503, b"busy", "text/html"),
-               Reply(200, record_page(1, PEARLITE), "text/html; charset=utf-8"))
+    srv.script(
+        page_path(1),
+        Reply(500, b"oops", "text/html"),
+        Reply(503, b"busy", "text/html"),
+        Reply(200, record_page(1, PEARLITE), "text/html; charset=utf-8"),
+    )
     report = run_scrape(srv, [1], tmp_path)
     assert report.present == 1 and report.stats.retries == 2
     assert [h.status for h in srv.hits_for(page_path(1))] == [500, 503, 200]
@@ -467,8 +531,11 @@ def test_5xx_until_retries_run_out_fails_the_id_only(srv, tmp_path):
 
 def test_429_retry_after_is_honoured_and_capped(srv, tmp_path):
     add_record(srv, 1)
-    srv.script(image_path(1), Reply(429, b"slow down", "text/plain", {"Retry-After": "1"}),
-               Reply(200, image_bytes(1), "image/jpeg"))
+    srv.script(
+        image_path(1),
+        Reply(429, b"slow down", "text/plain", {"Retry-After": "1"}),
+        Reply(200, image_bytes(1), "image/jpeg"),
+    )
     report = run_scrape(srv, [1], tmp_path, backoff=0.01)
     assert report.present == 1
     first, second = srv.hits_for(image_path(1))
@@ -487,8 +554,11 @@ def test_429_retry_after_is_honoured_and_capped(srv, tmp_path):
 def test_read_timeout_is_retried_then_recorded(srv, tmp_path):
     add_record(srv, 1)
     add_record(srv, 2)
-    srv.script(image_path(1), Reply(200, image_bytes(1), "image/jpeg", delay=0.6),
-               Reply(200, image_bytes(1), "image/jpeg"))
+    srv.script(
+        image_path(1),
+        Reply(200, image_bytes(1), "image/jpeg", delay=0.6),
+        Reply(200, image_bytes(1), "image/jpeg"),
+    )
     srv.script(image_path(2), Reply(200, image_bytes(2), "image/jpeg", delay=5))
     report = run_scrape(srv, [1, 2], tmp_path, read_timeout=0.2, retries=1)
     assert report.present == 1 and report.failed == 1
@@ -538,10 +608,12 @@ def test_oversized_responses_are_refused(srv, tmp_path):
     srv.script(image_path(2), Reply(200, big, "image/png", content_length=OMIT))  # only counted
     report = run_scrape(srv, [1, 2], tmp_path, max_bytes=50_000)
     assert len(big) > 50_000
-    assert report.failures["000001"] == (f"image: response too large: Content-Length {len(big)} "
-                                         "> --max-bytes 50000")
-    assert report.failures["000002"] == ("image: response too large: more than 50000 bytes "
-                                         "(--max-bytes)")
+    assert report.failures["000001"] == (
+        f"image: response too large: Content-Length {len(big)} > --max-bytes 50000"
+    )
+    assert report.failures["000002"] == (
+        "image: response too large: more than 50000 bytes (--max-bytes)"
+    )
     assert len(srv.hits_for(image_path(1))) == 1  # permanent: not retried
     assert_consistent(tmp_path)
 
@@ -551,13 +623,17 @@ def test_redirects_same_host_followed_foreign_refused(srv, tmp_path):
     add_record(srv, 2)
     srv.static("/elsewhere/000001.jpg", image_bytes(1), "image/jpeg")
     srv.script(image_path(1), Reply(302, b"", "text/html", {"Location": "/elsewhere/000001.jpg"}))
-    srv.script(image_path(2), Reply(302, b"", "text/html",
-                                    {"Location": "http://example.invalid/000002.jpg"}))
+    srv.script(
+        image_path(2),
+        Reply(302, b"", "text/html", {"Location": "http://example.invalid/000002.jpg"}),
+    )
     srv.script(page_path(3), Reply(301, b"", "text/html", {"Location": page_path(3)}))
     report = run_scrape(srv, [1, 2, 3], tmp_path)
     assert report.present == 1 and report.failed == 2
-    assert report.failures["000002"] == ("image: redirect to another host refused: "
-                                         "example.invalid (http://example.invalid/000002.jpg)")
+    assert report.failures["000002"] == (
+        "image: redirect to another host refused: "
+        "example.invalid (http://example.invalid/000002.jpg)"
+    )
     assert report.failures["000003"] == "record page: more than 5 redirects"
     assert (tmp_path / "000001.jpg").read_bytes() == image_bytes(1)
     assert len(srv.hits_for(image_path(2))) == 1
@@ -567,11 +643,15 @@ def test_redirects_same_host_followed_foreign_refused(srv, tmp_path):
 def test_robots_disallow_and_crawl_delay(srv, tmp_path):
     add_record(srv, 1)
     add_record(srv, 2)
-    srv.static("/robots.txt", b"User-agent: *\nDisallow: /miclib/micrographs/large/000002.jpg\n"
-               b"Crawl-delay: 0.15\n", "text/plain")
+    srv.static(
+        "/robots.txt",
+        b"User-agent: *\nDisallow: /miclib/micrographs/large/000002.jpg\nCrawl-delay: 0.15\n",
+        "text/plain",
+    )
     report = run_scrape(srv, [1, 2], tmp_path, rate=1000)
     assert report.failures == {
-        "000002": "disallowed by robots.txt: /miclib/micrographs/large/000002.jpg"}
+        "000002": "disallowed by robots.txt: /miclib/micrographs/large/000002.jpg"
+    }
     assert srv.hits_for(image_path(2)) == []  # never requested
     starts = [h.time for h in srv.hits]
     assert min(np.diff(starts)) >= 0.12  # Crawl-delay, not the 1 ms of --rate 1000
@@ -605,8 +685,13 @@ def test_interrupted_run_resumes_without_refetching(srv, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        scrape(srv.url("/miclib/"), [1, 2, 3, 4], tmp_path, ScrapeOptions(**FAST),
-               on_entry=stop_after_two)
+        scrape(
+            srv.url("/miclib/"),
+            [1, 2, 3, 4],
+            tmp_path,
+            ScrapeOptions(**FAST),
+            on_entry=stop_after_two,
+        )
     index = assert_consistent(tmp_path)
     assert sorted(index["entries"]) == ["000001", "000002"]
     report = run_scrape(srv, [1, 2, 3, 4], tmp_path)
@@ -622,9 +707,28 @@ def test_killed_process_leaves_no_partial_files_and_resumes(srv, tmp_path):
     srv.script(image_path(3), Reply(200, image_bytes(3), "image/jpeg", delay=60))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "microlib", "-q", "scrape", "--base-url", srv.url("/miclib/"),
-         "--ids", "1-3", "--out", str(tmp_path), "--rate", "1000", "--read-timeout", "60"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "microlib",
+            "-q",
+            "scrape",
+            "--base-url",
+            srv.url("/miclib/"),
+            "--ids",
+            "1-3",
+            "--out",
+            str(tmp_path),
+            "--rate",
+            "1000",
+            "--read-timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not srv.hits_for(image_path(3)) and time.monotonic() < deadline:
@@ -670,13 +774,17 @@ def test_cli_serve_twice_second_run_downloads_nothing(tmp_path, capsys):
     write_site(site, [2, 3, 7])
     argv = ["scrape", "--serve", str(site), "--ids", "1-8", "--out", str(out), "--rate", "500"]
     assert main(argv) == 0
-    assert capsys.readouterr().out.strip() == \
-        "scrape: 3 present (3 images downloaded, 0 cached), 5 missing, 0 failed"
+    assert (
+        capsys.readouterr().out.strip()
+        == "scrape: 3 present (3 images downloaded, 0 cached), 5 missing, 0 failed"
+    )
     before = mtimes(out)
     time.sleep(0.02)
     assert main(argv) == 0
-    assert capsys.readouterr().out.strip() == \
-        "scrape: 3 present (0 images downloaded, 3 cached), 5 missing, 0 failed"
+    assert (
+        capsys.readouterr().out.strip()
+        == "scrape: 3 present (0 images downloaded, 3 cached), 5 missing, 0 failed"
+    )
     assert mtimes(out) == before
     index = assert_consistent(out)
     assert index["ids"] == "1-8" and index["base_url"].startswith("http://127.0.0.1:")
@@ -684,16 +792,37 @@ def test_cli_serve_twice_second_run_downloads_nothing(tmp_path, capsys):
 
 def test_cli_strict_and_bad_invocations(srv, tmp_path, capsys):
     add_record(srv, 1, image=b"<html>no</html>")
-    base = ["scrape", "--base-url", srv.url("/miclib/"), "--out", str(tmp_path / "o"),
-            "--rate", "1000", "--backoff", "0.01"]
+    base = [
+        "scrape",
+        "--base-url",
+        srv.url("/miclib/"),
+        "--out",
+        str(tmp_path / "o"),
+        "--rate",
+        "1000",
+        "--backoff",
+        "0.01",
+    ]
     assert main(base + ["--ids", "1"]) == 0
     assert main(base + ["--ids", "1", "--strict"]) == 1
     capsys.readouterr()
     assert main(base + ["--ids", "5-2"]) == 2
     err = capsys.readouterr().err
     assert "microlib scrape: error: bad --ids '5-2'" in err and "Traceback" not in err
-    assert main(["scrape", "--serve", str(tmp_path / "nosite"), "--ids", "1",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "scrape",
+                "--serve",
+                str(tmp_path / "nosite"),
+                "--ids",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "not a DoITPoMS-shaped site" in capsys.readouterr().err
     assert main(base + ["--ids", "1", "--rate", "0"]) == 2
     assert "--rate must be > 0" in capsys.readouterr().err
@@ -705,13 +834,31 @@ def test_cli_unreachable_host_is_one_error_line(tmp_path, capsys):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = main(["scrape", "--base-url", f"http://127.0.0.1:{port}/miclib/", "--ids", "1",
-               "--out", str(tmp_path), "--retries", "1", "--backoff", "0.01",
-               "--connect-timeout", "0.5", "--rate", "1000"])
+    rc = main(
+        [
+            "scrape",
+            "--base-url",
+            f"http://127.0.0.1:{port}/miclib/",
+            "--ids",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--retries",
+            "1",
+            "--backoff",
+            "0.01",
+            "--connect-timeout",
+            "0.5",
+            "--rate",
+            "1000",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert err[-1].startswith(f"microlib scrape: error: http://127.0.0.1:{port}/robots.txt: "
-                              "cannot read robots.txt: connection error")
+    assert err[-1].startswith(
+        f"microlib scrape: error: http://127.0.0.1:{port}/robots.txt: "
+        "cannot read robots.txt: connection error"
+    )
     assert err[-1].endswith("after 2 attempts")
 
 
@@ -725,8 +872,11 @@ def test_real_micrographs_validate_and_survive_a_scrape_byte_for_byte(realdata, 
         rows = {r["name"]: r for r in csv.DictReader(fh)}
     for name, row in rows.items():
         info = validate_image((realdata / "micrographs" / name).read_bytes())
-        assert (info.format, info.height, info.width) == \
-            ("PNG", int(row["height"]), int(row["width"])), name
+        assert (info.format, info.height, info.width) == (
+            "PNG",
+            int(row["height"]),
+            int(row["width"]),
+        ), name
     steel = (realdata / "inpainter_examples" / "steel_micro237.png").read_bytes()
     add_record(srv, 237, image=steel)
     big = (realdata / "micrographs" / "micro860.png").read_bytes()  # 2048 x 1536
@@ -737,6 +887,9 @@ def test_real_micrographs_validate_and_survive_a_scrape_byte_for_byte(realdata, 
     assert "truncated" in report.failures["000861"]
     assert (tmp_path / "000237.jpg").read_bytes() == steel
     meta = mio.read_json(tmp_path / "000860.json")
-    assert (meta["image_format"], meta["image_width"], meta["image_height"]) == \
-        ("PNG", int(rows["micro860.png"]["width"]), int(rows["micro860.png"]["height"]))
+    assert (meta["image_format"], meta["image_width"], meta["image_height"]) == (
+        "PNG",
+        int(rows["micro860.png"]["width"]),
+        int(rows["micro860.png"]["height"]),
+    )
     assert_consistent(tmp_path)

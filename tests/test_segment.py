@@ -39,7 +39,9 @@ def test_digitize_binning_keeps_every_class_apart():
     assert np.array_equal(lab, np.digitize(grey, [50.0, 150.0]))
     # MicroLib's in-place relabelling merged classes 1 and n-1 for n >= 3 (W20); not here
     levels = np.array([[10.0, 90.0, 170.0, 250.0]])
-    assert label_phases(levels, [50, 130, 210], method="none", halos=False).tolist() == [[0, 1, 2, 3]]
+    assert label_phases(levels, [50, 130, 210], method="none", halos=False).tolist() == [
+        [0, 1, 2, 3]
+    ]
     with pytest.raises(ValueError, match="ascending"):
         label_phases(grey, [150.0, 50.0])
     with pytest.raises(ValueError):
@@ -54,10 +56,22 @@ def test_denoising_removes_speckle_and_is_optional():
     raw = label_phases(noisy, [125.0], method="none")
     med = label_phases(noisy, [125.0], method="median", size=3)
     gau = label_phases(noisy, [125.0], method="gaussian", size=3)
-    acc = {k: float((v == truth).mean()) for k, v in (("none", raw), ("median", med), ("gaussian", gau))}
-    assert acc["none"] < 0.97 and acc["median"] > acc["none"] + 0.02 and acc["gaussian"] > acc["none"] + 0.02
+    acc = {
+        k: float((v == truth).mean())
+        for k, v in (("none", raw), ("median", med), ("gaussian", gau))
+    }
+    assert (
+        acc["none"] < 0.97
+        and acc["median"] > acc["none"] + 0.02
+        and acc["gaussian"] > acc["none"] + 0.02
+    )
+
     # speckle: isolated pixels whose 8 neighbours all disagree
-    iso = lambda lab: int((ndimage.generic_filter(lab, lambda w: (w[4] != np.delete(w, 4)).all(), size=3)).sum())  # noqa: E731
+    def iso(lab):
+        return int(
+            (ndimage.generic_filter(lab, lambda w: (w[4] != np.delete(w, 4)).all(), size=3)).sum()
+        )  # noqa: E731
+
     assert iso(med) < iso(raw) / 10
     assert np.array_equal(denoise(noisy, "none"), noisy)
     with pytest.raises(ValueError, match="unknown denoise"):
@@ -104,7 +118,11 @@ def test_segmentation_matches_the_demo_ground_truth(demo):
 def test_grayscale_and_colour_pass_through_cropped(demo):
     _, truth, out = demo
     img, ann, seg = out["000011"]
-    assert seg["data_type"] == "grayscale" and seg["image"].dtype == np.uint8 and seg["image"].ndim == 2
+    assert (
+        seg["data_type"] == "grayscale"
+        and seg["image"].dtype == np.uint8
+        and seg["image"].ndim == 2
+    )
     assert np.array_equal(seg["image"], img)  # nothing cropped, grey kept exactly
     assert seg["phase_grey_values"] is None and seg["n_phases"] == 1
     img, ann, seg = out["000014"]
@@ -127,8 +145,10 @@ def test_phase_statistics_exclude_the_mask():
     grey = np.array([[10.0, 10.0, 200.0, 250.0]])
     lab = np.array([[0, 0, 1, 1]])
     st = phase_statistics(grey, lab, 2, mask=np.array([[False, False, False, True]]))
-    assert st["grey_values"] == [10.0, 200.0] and st["fractions"] == [pytest.approx(2 / 3, abs=1e-4),
-                                                                     pytest.approx(1 / 3, abs=1e-4)]
+    assert st["grey_values"] == [10.0, 200.0] and st["fractions"] == [
+        pytest.approx(2 / 3, abs=1e-4),
+        pytest.approx(1 / 3, abs=1e-4),
+    ]
 
 
 def test_cli_writes_the_file_contract(demo, tmp_path):
@@ -139,9 +159,20 @@ def test_cli_writes_the_file_contract(demo, tmp_path):
         raw.write_bytes(files[f"miclib/micrographs/large/{ident}.jpg"])
         ann = dict(out[ident][1], voxel_size_um=0.5 if ident == "000005" else None)
         write_json(tmp_path / "ann" / f"{ident}.json", ann)
-        rc = main(["-q", "segment", "--image", str(raw), "--annotation", str(tmp_path / "ann" / f"{ident}.json"),
-                   "--out-image", str(tmp_path / "seg" / f"{ident}.png"),
-                   "--out-mask", str(tmp_path / "mask" / f"{ident}.png")])
+        rc = main(
+            [
+                "-q",
+                "segment",
+                "--image",
+                str(raw),
+                "--annotation",
+                str(tmp_path / "ann" / f"{ident}.json"),
+                "--out-image",
+                str(tmp_path / "seg" / f"{ident}.png"),
+                "--out-mask",
+                str(tmp_path / "mask" / f"{ident}.png"),
+            ]
+        )
         assert rc == 0
         seg = read_image(tmp_path / "seg" / f"{ident}.png")
         mask = read_image(tmp_path / "mask" / f"{ident}.png")
@@ -149,18 +180,37 @@ def test_cli_writes_the_file_contract(demo, tmp_path):
         assert set(meta) == {"id", "data_type", "n_phases", "phase_grey_values", "voxel_size_um"}
         assert meta["id"] == ident and meta["data_type"] == truth["entries"][ident]["data_type"]
         assert seg.shape[:2] == mask.shape
-        assert np.array_equal(seg, out[ident][2]["image"]) and np.array_equal(mask, out[ident][2]["mask"])
+        assert np.array_equal(seg, out[ident][2]["image"]) and np.array_equal(
+            mask, out[ident][2]["mask"]
+        )
         if meta["data_type"] in ("twophase", "threephase"):
             assert meta["n_phases"] == int(seg.max()) + 1
             assert meta["phase_grey_values"] == sorted(meta["phase_grey_values"])
         assert not list((tmp_path / "seg").glob("*.part"))  # atomic writes leave no temp files
     assert read_png_meta(tmp_path / "seg" / "000005.png")["voxel_size_um"] == 0.5
-    assert read_image(tmp_path / "seg" / "000005.png").shape == (360, 440)  # the info band is cropped off
+    assert read_image(tmp_path / "seg" / "000005.png").shape == (
+        360,
+        440,
+    )  # the info band is cropped off
     assert read_image(tmp_path / "seg" / "000014.png").shape == (380, 400, 3)
     # --denoise none thresholds the raw grey levels exactly
-    rc = main(["-q", "segment", "--image", str(tmp_path / "raw" / "000008.jpg"), "--annotation",
-               str(tmp_path / "ann" / "000008.json"), "--out-image", str(tmp_path / "n.png"),
-               "--out-mask", str(tmp_path / "m.png"), "--denoise", "none", "--no-halos"])
+    rc = main(
+        [
+            "-q",
+            "segment",
+            "--image",
+            str(tmp_path / "raw" / "000008.jpg"),
+            "--annotation",
+            str(tmp_path / "ann" / "000008.json"),
+            "--out-image",
+            str(tmp_path / "n.png"),
+            "--out-mask",
+            str(tmp_path / "m.png"),
+            "--denoise",
+            "none",
+            "--no-halos",
+        ]
+    )
     assert rc == 0
     raw = A.to_grey(read_image(tmp_path / "raw" / "000008.jpg"))
     th = read_json(tmp_path / "ann" / "000008.json")["phases"]["thresholds"]
@@ -172,10 +222,20 @@ def test_cli_errors_are_one_line(demo, tmp_path, capsys):
     raw = tmp_path / "000003.jpg"
     raw.write_bytes(files["miclib/micrographs/large/000003.jpg"])
     write_json(tmp_path / "bad.json", {"id": "000003", **A.unreadable_annotation("cannot decode")})
-    args = ["segment", "--image", str(raw), "--out-image", str(tmp_path / "s.png"), "--out-mask", str(tmp_path / "m.png")]
+    args = [
+        "segment",
+        "--image",
+        str(raw),
+        "--out-image",
+        str(tmp_path / "s.png"),
+        "--out-mask",
+        str(tmp_path / "m.png"),
+    ]
     assert main([*args, "--annotation", str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["microlib segment: error: 000003: the annotation marks the image unreadable: cannot decode"]
+    assert err == [
+        "microlib segment: error: 000003: the annotation marks the image unreadable: cannot decode"
+    ]
     no_th = dict(out["000003"][1])
     no_th["phases"] = None
     write_json(tmp_path / "noth.json", no_th)

@@ -61,14 +61,17 @@ def _randomise_bn(net, seed=1):
 # ----------------------------------------------------------------------------- rules
 
 
-@pytest.mark.parametrize("k,s,p,rule", [
-    (4, 4, 2, "s < k"),
-    (2, 3, 2, "s < k"),
-    (4, 3, 2, "k mod s = 0"),
-    (6, 4, 2, "k mod s = 0"),
-    (4, 2, 1, "p >= k - s"),
-    (6, 2, 3, "p >= k - s"),
-])
+@pytest.mark.parametrize(
+    "k,s,p,rule",
+    [
+        (4, 4, 2, "s < k"),
+        (2, 3, 2, "s < k"),
+        (4, 3, 2, "k mod s = 0"),
+        (6, 4, 2, "k mod s = 0"),
+        (4, 2, 1, "p >= k - s"),
+        (6, 2, 3, "p >= k - s"),
+    ],
+)
 def test_rule_violations_are_named(k, s, p, rule):
     with pytest.raises(MicrolibError) as exc:
         check_transpose_conv_rules(k, s, p, layer=3)
@@ -207,7 +210,7 @@ def test_latent_slab_gives_exactly_the_global_output():
     with torch.no_grad():
         whole = net(z, activate=False)
         for a, m in [(0, 3), (2, 3), (1, 4), (3, 4)]:
-            part = net(z[:, :, a:a + m], activate=False)
+            part = net(z[:, :, a : a + m], activate=False)
             assert part.shape[2] == 32 * (m - 2)
-            ref = whole[:, :, 32 * a: 32 * a + 32 * (m - 2)]
+            ref = whole[:, :, 32 * a : 32 * a + 32 * (m - 2)]
             assert torch.allclose(part, ref, atol=1e-5), (a, m)

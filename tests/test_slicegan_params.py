@@ -23,15 +23,35 @@ from microlib.slicegan.params import (
 )
 from microlib.slicegan.presets import PRESETS
 
-ML_TWOPHASE = [[4] * 5, [2] * 5, [2, 64, 128, 256, 512, 1], [1, 1, 1, 1, 0],
-               [4] * 5, [2] * 5, [16, 512, 256, 128, 64, 2], [2, 2, 2, 2, 3]]
+ML_TWOPHASE = [
+    [4] * 5,
+    [2] * 5,
+    [2, 64, 128, 256, 512, 1],
+    [1, 1, 1, 1, 0],
+    [4] * 5,
+    [2] * 5,
+    [16, 512, 256, 128, 64, 2],
+    [2, 2, 2, 2, 3],
+]
 
 
 def _params(name="microstructure237", image_type="nphase", nc=3, preset="tiny", **kw):
     p = PRESETS[preset]
-    return ModelParams(name=name, image_type=image_type, gk=list(p.gk), gs=list(p.gs),
-                       gp=list(p.gp), gf=p.gf(nc), dk=list(p.dk), ds=list(p.ds), dp=list(p.dp),
-                       df=p.df(nc), lz=p.lz, l=p.l, **kw)
+    return ModelParams(
+        name=name,
+        image_type=image_type,
+        gk=list(p.gk),
+        gs=list(p.gs),
+        gp=list(p.gp),
+        gf=p.gf(nc),
+        dk=list(p.dk),
+        ds=list(p.ds),
+        dp=list(p.dp),
+        df=p.df(nc),
+        lz=p.lz,
+        l=p.l,
+        **kw,
+    )
 
 
 def test_params_data_round_trip(tmp_path):
@@ -45,8 +65,16 @@ def test_params_data_round_trip(tmp_path):
 
 
 def test_from_original_truncates_v11_lists_and_infers_sizes():
-    v11 = [[4] * 6, [2] * 6, [3, 64, 128, 256, 512, 1], [1, 1, 1, 1, 0],
-           [4] * 6, [2] * 6, [16, 512, 256, 128, 64, 3], [2, 2, 2, 2, 3]]
+    v11 = [
+        [4] * 6,
+        [2] * 6,
+        [3, 64, 128, 256, 512, 1],
+        [1, 1, 1, 1, 0],
+        [4] * 6,
+        [2] * 6,
+        [16, 512, 256, 128, 64, 3],
+        [2, 2, 2, 2, 3],
+    ]
     p = ModelParams.from_original(v11, "m", "nphase")
     assert p.gk == [4] * 5 and p.ds == [2] * 5
     assert (p.nz, p.nc, p.lz, p.l) == (16, 3, 4, 64)
@@ -114,8 +142,12 @@ def test_malformed_params_are_refused():
 
 
 def test_params_json_round_trip(tmp_path):
-    p = _params(phase_grey_values=[10.0, 120.5, 200.0], voxel_size_um=0.25,
-                training={"preset": "tiny", "seed": 3}, finished=True)
+    p = _params(
+        phase_grey_values=[10.0, 120.5, 200.0],
+        voxel_size_um=0.25,
+        training={"preset": "tiny", "seed": 3},
+        finished=True,
+    )
     d = p.to_json()
     assert d["size_formula"] == "16*(lf-2)"
     assert d["format_version"] == 1 and d["nc"] == 3 and d["nz"] == 16

@@ -37,8 +37,13 @@ def cluster(tmp_path_factory):
         pytest.skip("neither Debian's apt-get nor an installed slurmctld is available")
     state = tmp_path_factory.mktemp("slurm-state")
     e = dict(os.environ, STATE_DIR=str(state))
-    start = subprocess.run(["bash", str(ROOT / "tests/slurm/start.sh")], env=e,
-                           capture_output=True, text=True, timeout=600)
+    start = subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/start.sh")],
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if start.returncode != 0:
         subprocess.run(["bash", str(ROOT / "tests/slurm/stop.sh")], env=e)
         pytest.fail(f"SLURM did not start:\n{start.stdout}\n{start.stderr}")
@@ -68,8 +73,10 @@ def completed_in_jobcomp(state_dir: Path) -> set[int]:
 
 def submitted(log: str) -> dict[int, int]:
     """snakemake job id -> SLURM job id, from the run's output."""
-    return {int(a): int(b) for a, b in
-            re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)}
+    return {
+        int(a): int(b)
+        for a, b in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +112,20 @@ def test_demo_runs_through_the_profile_every_job_via_sbatch(cluster, slurm_run):
     assert all(new[j]["state"] == "COMPLETED" for j in subs.values()), new
     assert set(subs.values()) <= completed_in_jobcomp(cluster)
     rules_in_scheduler = {rule_of(new[j]["comment"]) for j in subs.values()}
-    assert {"demo_site", "scrape", "select", "annotate", "segment", "inpaint", "train",
-            "generate", "validate", "media", "package_entry", "package"} <= rules_in_scheduler
+    assert {
+        "demo_site",
+        "scrape",
+        "select",
+        "annotate",
+        "segment",
+        "inpaint",
+        "train",
+        "generate",
+        "validate",
+        "media",
+        "package_entry",
+        "package",
+    } <= rules_in_scheduler
 
 
 def test_profile_outputs_equal_the_local_run(local_run, slurm_run):
@@ -116,7 +135,9 @@ def test_profile_outputs_equal_the_local_run(local_run, slurm_run):
     assert len(local) >= 4
     ex_l = json.loads((local_run / "data/microlibDataset/excluded.json").read_text())
     ex_r = json.loads((wf / "data/microlibDataset/excluded.json").read_text())
-    assert {k: v["criteria"] for k, v in ex_l.items()} == {k: v["criteria"] for k, v in ex_r.items()}
+    assert {k: v["criteria"] for k, v in ex_l.items()} == {
+        k: v["criteria"] for k, v in ex_r.items()
+    }
     for rec in local.values():
         name = rec["name"]
         m_l = json.loads((local_run / f"data/metrics/{name}.json").read_text())["summary"]
@@ -161,16 +182,24 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     target = f"data/models/{name}/{name}_Gen.pt"
     log_path = tmp_path / "preempt.log"
     with open(log_path, "w") as logf:
-        proc = subprocess.Popen([str(Path(env()["PATH"].split(os.pathsep)[0]) / "snakemake"),
-                                 target, *run], cwd=wf, env=env(), stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(Path(env()["PATH"].split(os.pathsep)[0]) / "snakemake"), target, *run],
+            cwd=wf,
+            env=env(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         state = wf / f"data/models/{name}/resume/state.pt"
         deadline = time.time() + 900
         jid = None
         while time.time() < deadline and proc.poll() is None:
-            running = [j for j, i in scheduler_jobs().items()
-                       if i["state"] == "RUNNING" and i["comment"] == f"rule_train_wildcards_{name}"]
+            running = [
+                j
+                for j, i in scheduler_jobs().items()
+                if i["state"] == "RUNNING" and i["comment"] == f"rule_train_wildcards_{name}"
+            ]
             if running and state.exists():
                 jid = running[0]
                 break
@@ -184,8 +213,11 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
             proc.wait(timeout=120)
     log = log_path.read_text()
     assert proc.returncode == 0, log[-4000:]
-    train_jobs = {j: i for j, i in scheduler_jobs().items()
-                  if j not in before and i["comment"] == f"rule_train_wildcards_{name}"}
+    train_jobs = {
+        j: i
+        for j, i in scheduler_jobs().items()
+        if j not in before and i["comment"] == f"rule_train_wildcards_{name}"
+    }
     states = sorted(i["state"] for i in train_jobs.values())
     assert states == ["COMPLETED", "FAILED"], train_jobs
     rule_log = (wf / f"data/logs/train/{name}.log").read_text()

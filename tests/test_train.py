@@ -32,8 +32,20 @@ from microlib.train import (
 ROOT = Path(__file__).resolve().parents[1]
 # demo networks with the smallest batches: a generator iteration takes a few 10 ms
 SMALL = get_preset("demo").replace(batch_size=4, d_batch_size=1, g_batch_size=2, critic_iters=2)
-SMALL_CLI = ["--preset", "demo", "--batch-size", "4", "--d-batch-size", "1", "--g-batch-size",
-             "2", "--critic-iters", "2", "--threads", "1"]
+SMALL_CLI = [
+    "--preset",
+    "demo",
+    "--batch-size",
+    "4",
+    "--d-batch-size",
+    "1",
+    "--g-batch-size",
+    "2",
+    "--critic-iters",
+    "2",
+    "--threads",
+    "1",
+]
 
 
 def blobs(shape, fractions=(0.35, 0.85), sigma=3.0, seed=0) -> np.ndarray:
@@ -87,7 +99,7 @@ def test_phase_count_mismatches_are_refused():
         prepare_training_array(lab, "nphase", n_phases=4, meta=meta)
     with pytest.raises(MicrolibError, match="metadata says 2 phases"):
         prepare_training_array(lab * 100, "nphase", meta={"data_type": "twophase", "n_phases": 2})
-    two = (blobs((70, 70), fractions=(0.5,), seed=1))
+    two = blobs((70, 70), fractions=(0.5,), seed=1)
     with pytest.raises(MicrolibError, match="different phase counts"):
         make_training_set([lab, lab, two], "nphase", 32)
 
@@ -119,7 +131,7 @@ def test_device_crops_are_real_crops_of_the_image():
     for c in crops:
         y, x = divmod(int(c[0, 0]), 50)
         origins.add((y, x))
-        assert torch.equal(c, torch.from_numpy(key[y:y + 32, x:x + 32]))
+        assert torch.equal(c, torch.from_numpy(key[y : y + 32, x : x + 32]))
     assert len(origins) > 1  # random origins, not one fixed crop
 
 
@@ -207,7 +219,7 @@ def test_anisotropic_training_step_uses_one_critic_per_axis():
 @pytest.mark.parametrize("kind", ["grayscale", "colour"])
 def test_grey_and_colour_training_steps(kind):
     rng = np.random.default_rng(0)
-    img = (ndimage.gaussian_filter(rng.random((50, 50, 3 if kind == "colour" else 1)), 2) * 255)
+    img = ndimage.gaussian_filter(rng.random((50, 50, 3 if kind == "colour" else 1)), 2) * 255
     img = img.astype(np.uint8)
     img = img if kind == "colour" else img[..., 0]
     ts = make_training_set([img], kind, 32)
@@ -257,9 +269,17 @@ def test_resume_in_process_is_exact():
 def train_png(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("img")
     p = d / "microstructure042.png"
-    write_png(p, blobs((72, 80)), {"id": "000042", "data_type": "threephase", "n_phases": 3,
-                                   "phase_grey_values": [20.5, 110.0, 230.0],
-                                   "voxel_size_um": 0.75})
+    write_png(
+        p,
+        blobs((72, 80)),
+        {
+            "id": "000042",
+            "data_type": "threephase",
+            "n_phases": 3,
+            "phase_grey_values": [20.5, 110.0, 230.0],
+            "voxel_size_um": 0.75,
+        },
+    )
     return p
 
 
@@ -269,23 +289,43 @@ def _cli(*args) -> list[str]:
 
 def _run(args, **kw):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-                          **kw)
+    return subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 @pytest.fixture(scope="module")
 def reference_run(train_png, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "m"
-    r = _run(_cli(train_png, "--out", out, "--iterations", 24, "--checkpoint-every", 3,
-                  "--log-every", 4, "--seed", 7))
+    r = _run(
+        _cli(
+            train_png,
+            "--out",
+            out,
+            "--iterations",
+            24,
+            "--checkpoint-every",
+            3,
+            "--log-every",
+            4,
+            "--seed",
+            7,
+        )
+    )
     assert r.returncode == 0, r.stderr
     return out
 
 
 def test_artefacts_of_a_finished_run(reference_run, train_png):
     out, name = reference_run, "microstructure042"
-    for f in (f"{name}_Gen.pt", f"{name}_Disc.pt", f"{name}_params.data", f"{name}_params.json",
-              "train_log.csv", "checkpoint.pt"):
+    for f in (
+        f"{name}_Gen.pt",
+        f"{name}_Disc.pt",
+        f"{name}_params.data",
+        f"{name}_params.json",
+        "train_log.csv",
+        "checkpoint.pt",
+    ):
         assert (out / f).is_file(), f
     assert not (out / "resume").exists()
     pj = read_json(out / f"{name}_params.json")
@@ -310,8 +350,19 @@ def test_artefacts_of_a_finished_run(reference_run, train_png):
 
 def test_finished_run_is_not_retrained(reference_run, train_png, capsys):
     stamp = (reference_run / "microstructure042_Gen.pt").stat().st_mtime_ns
-    rc = main(["train", str(train_png), "--out", str(reference_run), *SMALL_CLI,
-               "--iterations", "24", "--seed", "7"])
+    rc = main(
+        [
+            "train",
+            str(train_png),
+            "--out",
+            str(reference_run),
+            *SMALL_CLI,
+            "--iterations",
+            "24",
+            "--seed",
+            "7",
+        ]
+    )
     assert rc == 0
     assert "already trained (24 iterations)" in capsys.readouterr().err
     assert (reference_run / "microstructure042_Gen.pt").stat().st_mtime_ns == stamp
@@ -321,8 +372,10 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout=120.0):
     t0 = time.monotonic()
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"training ended before {path} appeared: "
-                                 f"{proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(
+                f"training ended before {path} appeared: "
+                f"{proc.stderr.read() if proc.stderr else ''}"
+            )
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"{path} did not appear")
         time.sleep(0.005)
@@ -343,11 +396,23 @@ def _compare_with_reference(out: Path, ref: Path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_to_the_uninterrupted_result(sig, train_png, reference_run, tmp_path):
     out = tmp_path / "m"
-    args = _cli(train_png, "--out", out, "--iterations", 24, "--checkpoint-every", 3,
-                "--log-every", 4, "--seed", 7)
+    args = _cli(
+        train_png,
+        "--out",
+        out,
+        "--iterations",
+        24,
+        "--checkpoint-every",
+        3,
+        "--log-every",
+        4,
+        "--seed",
+        7,
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(out / "resume" / "state.pt", proc)
     assert proc.poll() is None, "finished before it could be killed"
     proc.send_signal(sig)
@@ -371,28 +436,52 @@ def test_killed_run_resumes_to_the_uninterrupted_result(sig, train_png, referenc
 
 def test_resume_with_other_settings_is_refused(train_png, tmp_path, capsys):
     out = tmp_path / "m"
-    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "2",
-               "--checkpoint-every", "1"])
+    rc = main(
+        [
+            "train",
+            str(train_png),
+            "--out",
+            str(out),
+            *SMALL_CLI,
+            "--iterations",
+            "2",
+            "--checkpoint-every",
+            "1",
+        ]
+    )
     assert rc == 0
     (out / "microstructure042_params.json").unlink()
     (out / "checkpoint.pt").rename(out / "resume_state.pt")
     (out / "resume").mkdir()
     (out / "resume_state.pt").rename(out / "resume" / "state.pt")
-    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "4",
-               "--lr", "0.001"])
+    rc = main(
+        [
+            "train",
+            str(train_png),
+            "--out",
+            str(out),
+            *SMALL_CLI,
+            "--iterations",
+            "4",
+            "--lr",
+            "0.001",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "different settings (preset.lr_d, preset.lr_g)" in err and "--force" in err
-    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "3",
-               "--force"])
+    rc = main(
+        ["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "3", "--force"]
+    )
     assert rc == 0
     assert read_json(out / "microstructure042_params.json")["training"]["iterations_done"] == 3
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     grey = tmp_path / "microstructure009.png"
-    write_png(grey, np.clip(np.random.default_rng(0).normal(128, 50, (70, 70)), 0, 255)
-              .astype(np.uint8))
+    write_png(
+        grey, np.clip(np.random.default_rng(0).normal(128, 50, (70, 70)), 0, 255).astype(np.uint8)
+    )
     rc = main(["train", str(grey), "--out", str(tmp_path / "o"), "--image-type", "nphase"])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -410,8 +499,12 @@ def test_anisotropic_and_volume_cli(tmp_path):
         write_png(p, blobs((40, 48), seed=i), {"data_type": "threephase", "n_phases": 3})
         imgs.append(str(p))
     out = tmp_path / "aniso"
-    assert main(["train", *imgs, "--out", str(out), "--name", "aniso", *SMALL_CLI,
-                 "--iterations", "1"]) == 0
+    assert (
+        main(
+            ["train", *imgs, "--out", str(out), "--name", "aniso", *SMALL_CLI, "--iterations", "1"]
+        )
+        == 0
+    )
     pj = read_json(out / "aniso_params.json")
     assert pj["critics"] == {"0": "aniso_Disc.pt", "1": "aniso_Disc_y.pt", "2": "aniso_Disc_z.pt"}
     assert all((out / f).is_file() for f in pj["critics"].values())
@@ -440,8 +533,24 @@ def test_real_threephase_volume_fractions(realdata, tmp_path):
     # 600 tiny iterations, ~2 s each on one core (20-40 min on a shared machine). One
     # thread on purpose: two threads on a busy 2-core machine made steps up to 10x slower
     # (OpenMP barriers waiting for a descheduled thread).
-    rc = main(["train", str(src), "--out", str(out), "--preset", "tiny", "--seed", "0",
-               "--iterations", "600", "--threads", "1", "--log-every", "50"])
+    rc = main(
+        [
+            "train",
+            str(src),
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--seed",
+            "0",
+            "--iterations",
+            "600",
+            "--threads",
+            "1",
+            "--log-every",
+            "50",
+        ]
+    )
     assert rc == 0
     net, params = load_generator(out)
     vol = synthesise(net, params, 128, seed=1)

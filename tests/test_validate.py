@@ -76,10 +76,11 @@ def test_stripes():
     # bands 4 rows thick: constant along x, period 8 along y
     img = ((np.arange(64)[:, None] // 4) % 2 * np.ones((1, 50))).astype(np.uint8)
     s2 = V.two_point_correlation(img, 2, 8)
-    np.testing.assert_allclose(s2[1, 1], 0.5)          # along x every pair stays in its band
-    assert s2[1, 0, 4] == 0.0                           # 4 rows down is always the other phase
-    np.testing.assert_allclose(s2[1, 0, :5], [0.5, 3 / 8 * 64 / 63, 2 / 8 * 64 / 62, 1 / 8 * 64 / 61, 0],
-                               rtol=0.02)
+    np.testing.assert_allclose(s2[1, 1], 0.5)  # along x every pair stays in its band
+    assert s2[1, 0, 4] == 0.0  # 4 rows down is always the other phase
+    np.testing.assert_allclose(
+        s2[1, 0, :5], [0.5, 3 / 8 * 64 / 63, 2 / 8 * 64 / 62, 1 / 8 * 64 / 61, 0], rtol=0.02
+    )
     sa = V.surface_area_density(img, 2)
     assert sa["per_axis"][1] == 0.0
     assert sa["per_axis"][0] == pytest.approx(15 / 63)  # 15 band boundaries in 63 row pairs
@@ -93,8 +94,8 @@ def test_random_field_known_fraction():
     vol = (rng.random((96, 96, 96)) < p).astype(np.uint8)
     s2 = V.two_point_correlation(vol, 2, 5)
     vf = V.volume_fractions(vol, 2)
-    np.testing.assert_allclose(s2[:, :, 0], np.repeat(vf[:, None], 3, axis=1))   # S2(0) = vf
-    np.testing.assert_allclose(s2[1, :, 1:], p * p, atol=0.003)                 # S2(r>0) = vf^2
+    np.testing.assert_allclose(s2[:, :, 0], np.repeat(vf[:, None], 3, axis=1))  # S2(0) = vf
+    np.testing.assert_allclose(s2[1, :, 1:], p * p, atol=0.003)  # S2(r>0) = vf^2
     np.testing.assert_allclose(s2[0, :, 1:], (1 - p) ** 2, atol=0.004)
     assert V.surface_area_density(vol, 2)["total"] == pytest.approx(2 * p * (1 - p), abs=0.003)
 
@@ -105,7 +106,7 @@ def test_s2_decays_to_vf_squared():
     vf = V.volume_fractions(img, 2)
     assert s2[1, 0] == pytest.approx(vf[1])
     assert abs(s2[1, 60] - vf[1] ** 2) < 0.01
-    assert np.all(np.diff(s2[1, :8]) < 0)               # monotone decay at short range
+    assert np.all(np.diff(s2[1, :8]) < 0)  # monotone decay at short range
     cl = V.correlation_length(s2[1], vf[1])
     assert 2.0 < cl < 10.0
 
@@ -133,8 +134,14 @@ def test_s2_and_surface_equal_direct_sums(shape):
     sa = V.surface_area_density(lab, 3)
     assert sa["total"] == pytest.approx(reference_faces(lab), abs=1e-12)
     for k in range(3):  # faces with phase k on exactly one side
-        ref = sum(int(np.count_nonzero((np.moveaxis(lab, a, 0)[1:] == k) != (np.moveaxis(lab, a, 0)[:-1] == k)))
-                  for a in range(lab.ndim))
+        ref = sum(
+            int(
+                np.count_nonzero(
+                    (np.moveaxis(lab, a, 0)[1:] == k) != (np.moveaxis(lab, a, 0)[:-1] == k)
+                )
+            )
+            for a in range(lab.ndim)
+        )
         total = sum(np.moveaxis(lab, a, 0)[1:].size for a in range(lab.ndim))
         assert sa["per_phase"][k] == pytest.approx(ref / total, abs=1e-12)
 
@@ -175,12 +182,12 @@ def test_tpb_matches_taufactor():
 
 def test_percolation_per_axis():
     vol = np.zeros((20, 20, 20), np.uint8)
-    vol[:, 5:8, 5:8] = 1                        # a column along z
+    vol[:, 5:8, 5:8] = 1  # a column along z
     assert V.percolation(vol, 1) == [True, False, False]
     assert V.percolation(vol, 0) == [True, True, True]
-    assert V.percolation(vol, 2) == [False, False, False]   # absent phase
+    assert V.percolation(vol, 2) == [False, False, False]  # absent phase
     diag = np.zeros((10, 10), np.uint8)
-    diag[np.arange(10), np.arange(10)] = 1      # corner contacts do not conduct
+    diag[np.arange(10), np.arange(10)] = 1  # corner contacts do not conduct
     assert V.percolation(diag, 1) == [False, False]
 
 
@@ -192,7 +199,7 @@ def test_tortuosity_straight_channels_and_blocked_phase():
     assert open_["percolates"] and open_["tau"] == pytest.approx(1.0, abs=0.02)
     assert open_["vf"] == pytest.approx(128 / 1024)
     blocked = vol.copy()
-    blocked[16] = 0                              # a wall across z
+    blocked[16] = 0  # a wall across z
     res = V.tortuosity(blocked, 1)
     assert res == {**res, "percolates": False, "tau": None, "d_eff": None}
 
@@ -202,7 +209,9 @@ def test_tortuosity_straight_channels_and_blocked_phase():
 
 def test_nphase_document_identical_statistics_no_flags():
     vol = blobs((64, 64, 64), sigma=2.0, n_phases=3, seed=7)
-    doc = V.compare(vol[32], vol, data_type="threephase", n_phases=3, max_lag=16, tortuosity_size=32)
+    doc = V.compare(
+        vol[32], vol, data_type="threephase", n_phases=3, max_lag=16, tortuosity_size=32
+    )
     schema_check(doc)
     assert doc["max_lag"] == 16 and len(doc["phases"]) == 3
     for ph in doc["phases"]:
@@ -211,26 +220,39 @@ def test_nphase_document_identical_statistics_no_flags():
         assert ph["tortuosity"]["shape"] == [32, 32, 32]
     assert doc["tpb_density_3d"] > 0
     assert doc["summary"]["s2_mean_abs_error"] < 0.01
-    assert "vf_error" not in doc["summary"]["flags"] and "anisotropic_3d" not in doc["summary"]["flags"]
+    assert (
+        "vf_error" not in doc["summary"]["flags"]
+        and "anisotropic_3d" not in doc["summary"]["flags"]
+    )
 
 
 def test_nphase_flags_catch_bad_volumes():
     img = blobs((128, 128), sigma=2.0, seed=8)
     # volume with another phase balance: MicroLib's outlier criterion
     shifted = blobs((48, 48, 48), sigma=2.0, fractions=[0.6, 0.4], seed=9)
-    doc = V.compare(img, shifted, data_type="twophase", n_phases=2, max_lag=12, tortuosity_size=None)
+    doc = V.compare(
+        img, shifted, data_type="twophase", n_phases=2, max_lag=12, tortuosity_size=None
+    )
     assert doc["summary"]["vf_max_abs_pct_error"] > 15
     assert "vf_error" in doc["summary"]["flags"]
     assert all(ph["tortuosity"] is None for ph in doc["phases"])
     # stretched along z: elongated features, an artefact the per-axis S2 exposes
     f = ndimage.gaussian_filter(np.random.default_rng(10).standard_normal((48, 48, 48)), (8, 2, 2))
     stretched = (f > np.median(f)).astype(np.uint8)
-    doc = V.compare(img, stretched, data_type="twophase", n_phases=2, max_lag=20, tortuosity_size=None)
+    doc = V.compare(
+        img, stretched, data_type="twophase", n_phases=2, max_lag=20, tortuosity_size=None
+    )
     assert doc["summary"]["anisotropy_3d"] > 2
     assert "anisotropic_3d" in doc["summary"]["flags"]
     # a phase that never appears in 3D
-    doc = V.compare(img, np.zeros((24, 24, 24), np.uint8), data_type="twophase", n_phases=2, max_lag=8,
-                    tortuosity_size=16)
+    doc = V.compare(
+        img,
+        np.zeros((24, 24, 24), np.uint8),
+        data_type="twophase",
+        n_phases=2,
+        max_lag=8,
+        tortuosity_size=16,
+    )
     flags = doc["summary"]["flags"]
     assert "phase_missing_3d" in flags and "percolation_lost_3d" in flags
     assert doc["phases"][1]["tortuosity"]["percolates"] is False
@@ -244,8 +266,13 @@ def test_grey_document(colour):
     if colour:
         vol = np.stack([vol, 255 - vol, vol // 2], axis=-1)
     img = vol[24]
-    doc = V.compare(img, vol, data_type="colour" if colour else "grayscale", n_phases=3 if colour else 1,
-                    max_lag=10)
+    doc = V.compare(
+        img,
+        vol,
+        data_type="colour" if colour else "grayscale",
+        n_phases=3 if colour else 1,
+        max_lag=10,
+    )
     schema_check(doc)
     assert set(doc["channels"]) == ({"r", "g", "b"} if colour else {"grey"})
     ch = next(iter(doc["channels"].values()))
@@ -253,17 +280,29 @@ def test_grey_document(colour):
     assert doc["autocovariance"]["3d"][0] == pytest.approx(1.0, abs=1e-4)
     assert doc["summary"]["autocov_mean_abs_error"] < 0.1
     brighter = np.clip(vol.astype(int) + 40, 0, 255).astype(np.uint8)
-    doc = V.compare(img, brighter, data_type="colour" if colour else "grayscale",
-                    n_phases=3 if colour else 1, max_lag=10)
-    assert "grey_mean_error" in doc["summary"]["flags"] and "grey_histogram_error" in doc["summary"]["flags"]
+    doc = V.compare(
+        img,
+        brighter,
+        data_type="colour" if colour else "grayscale",
+        n_phases=3 if colour else 1,
+        max_lag=10,
+    )
+    assert (
+        "grey_mean_error" in doc["summary"]["flags"]
+        and "grey_histogram_error" in doc["summary"]["flags"]
+    )
 
 
 def test_bad_inputs_raise():
     img = np.zeros((32, 32), np.uint8)
     with pytest.raises(MicrolibError, match="label 2"):
-        V.compare(img, np.full((16, 16, 16), 2, np.uint8), data_type="twophase", n_phases=2, max_lag=4)
+        V.compare(
+            img, np.full((16, 16, 16), 2, np.uint8), data_type="twophase", n_phases=2, max_lag=4
+        )
     with pytest.raises(MicrolibError, match="max_lag"):
-        V.compare(img, np.zeros((16, 16, 16), np.uint8), data_type="twophase", n_phases=2, max_lag=16)
+        V.compare(
+            img, np.zeros((16, 16, 16), np.uint8), data_type="twophase", n_phases=2, max_lag=16
+        )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -271,23 +310,58 @@ def test_bad_inputs_raise():
 
 def test_cli_writes_schema_valid_metrics(tmp_path):
     vol = blobs((40, 40, 40), sigma=1.5, n_phases=2, seed=12)
-    meta = {"id": "000123", "data_type": "twophase", "n_phases": 2, "phase_grey_values": [10.0, 200.0],
-            "voxel_size_um": 0.5}
-    img_p, vol_p = tmp_path / "training" / "microstructure123.png", tmp_path / "volumes" / "microstructure123.tif"
+    meta = {
+        "id": "000123",
+        "data_type": "twophase",
+        "n_phases": 2,
+        "phase_grey_values": [10.0, 200.0],
+        "voxel_size_um": 0.5,
+    }
+    img_p, vol_p = (
+        tmp_path / "training" / "microstructure123.png",
+        tmp_path / "volumes" / "microstructure123.tif",
+    )
     mio.write_png(img_p, blobs((100, 120), sigma=1.5, seed=13), meta)
     mio.write_tif(vol_p, vol, 0.5, meta)
     out = tmp_path / "metrics" / "microstructure123.json"
-    rc = main(["validate", "--image", str(img_p), "--volume", str(vol_p), "--out", str(out), "--tau-size", "24",
-               "--threads", "1"])
+    rc = main(
+        [
+            "validate",
+            "--image",
+            str(img_p),
+            "--volume",
+            str(vol_p),
+            "--out",
+            str(out),
+            "--tau-size",
+            "24",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     doc = mio.read_json(out)
     schema_check(doc)
-    assert doc["name"] == "microstructure123" and doc["id"] == "000123" and doc["voxel_size_um"] == 0.5
+    assert (
+        doc["name"] == "microstructure123" and doc["id"] == "000123" and doc["voxel_size_um"] == 0.5
+    )
     assert doc["max_lag"] == 20  # min(64, 40 // 2)
     assert doc["phases"][0]["tortuosity"]["shape"] == [24, 24, 24]
     assert doc["summary"]["vf_mean_abs_pct_error"] < 10
-    rc = main(["validate", "--image", str(img_p), "--volume", str(vol_p), "--out", str(out), "--no-tortuosity",
-               "--max-lag", "8"])
+    rc = main(
+        [
+            "validate",
+            "--image",
+            str(img_p),
+            "--volume",
+            str(vol_p),
+            "--out",
+            str(out),
+            "--no-tortuosity",
+            "--max-lag",
+            "8",
+        ]
+    )
     assert rc == 0
     doc = mio.read_json(out)
     assert doc["max_lag"] == 8 and all(p["tortuosity"] is None for p in doc["phases"])
@@ -302,7 +376,8 @@ def test_cli_mismatched_labels_one_error_line(tmp_path, capsys):
     assert main(["validate", "--image", str(img_p), "--volume", str(vol_p), "--out", str(out)]) == 2
     assert not out.exists()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "microlib validate: error: microstructure124: volume holds label 3 but the entry has 2 phases")
+        "microlib validate: error: microstructure124: volume holds label 3 but the entry has 2 phases"
+    )
 
 
 # --------------------------------------------------------------------------- real data
@@ -315,11 +390,13 @@ def _real_volume(realdata: Path) -> np.ndarray:
 def test_real_volume_slices_agree_with_3d(realdata):
     vol = _real_volume(realdata)
     vf3 = V.volume_fractions(vol, 3)
-    np.testing.assert_allclose(vf3, [0.344, 0.519, 0.137], atol=0.001)   # README figures
+    np.testing.assert_allclose(vf3, [0.344, 0.519, 0.137], atol=0.001)  # README figures
     sa3 = V.surface_area_density(vol, 3)["total"]
     for axis in range(3):
         sl = np.take(vol, 64, axis=axis)
-        doc = V.compare(sl, vol, data_type="threephase", n_phases=3, max_lag=24, tortuosity_size=None)
+        doc = V.compare(
+            sl, vol, data_type="threephase", n_phases=3, max_lag=24, tortuosity_size=None
+        )
         for ph in doc["phases"]:
             assert ph["vf_abs_error"] < 0.03, (axis, ph["label"])
         assert doc["surface_area_density"]["pct_error"] < 10

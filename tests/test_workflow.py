@@ -24,8 +24,9 @@ def test_dry_run_of_the_real_config(wf):
 
 
 def test_dry_run_of_the_demo_config(wf):
-    out = snakemake(wf, "-n", "--cores", "2", "--configfile", "config/demo.yaml",
-                    "--quiet", "rules").stdout
+    out = snakemake(
+        wf, "-n", "--cores", "2", "--configfile", "config/demo.yaml", "--quiet", "rules"
+    ).stdout
     for rule in ("demo_site", "scrape", "select", "package"):
         assert re.search(rf"^{rule}\s+1\b", out, re.M), (rule, out)
 
@@ -34,8 +35,17 @@ def test_every_stage_has_a_rule_with_log_benchmark_and_resources(wf):
     from pathlib import Path
 
     rules_dir = Path(wf) / "workflow" / "rules"
-    stages = ["scrape", "annotate", "segment", "inpaint", "train", "generate", "validate",
-              "media", "package"]
+    stages = [
+        "scrape",
+        "annotate",
+        "segment",
+        "inpaint",
+        "train",
+        "generate",
+        "validate",
+        "media",
+        "package",
+    ]
     for stage in stages:
         text = (rules_dir / f"{stage}.smk").read_text()
         blocks = re.split(r"^(?:rule|checkpoint) ", text, flags=re.M)[1:]

@@ -33,12 +33,14 @@ def env() -> dict[str, str]:
     return e
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 1800,
-              check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 1800, check: bool = True
+) -> subprocess.CompletedProcess:
     """``snakemake ARGS`` in ``workdir`` (stdout+stderr captured, text)."""
     cmd = [str(BIN / "snakemake"), *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=workdir, env=env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
@@ -50,5 +52,8 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1800,
 def finished_jobs(log: str) -> list[str]:
     """Rules of the jobs a Snakemake run finished, in order; target-only rules (the named
     ``microstructureNNN`` targets, ``all``) left out."""
-    return [r for r in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
-            if not r.startswith("microstructure") and r != "all"]
+    return [
+        r
+        for r in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log)
+        if not r.startswith("microstructure") and r != "all"
+    ]

@@ -32,10 +32,18 @@ HELP = "annotation filters and type decision on real data and the demo library (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--realdata", type=Path, default=None,
-                        help="real reference data folder (default: $MICROLIB_REALDATA or ../shared/realdata)")
-    parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demo library (default 0)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N real images (quick look)")
+    parser.add_argument(
+        "--realdata",
+        type=Path,
+        default=None,
+        help="real reference data folder (default: $MICROLIB_REALDATA or ../shared/realdata)",
+    )
+    parser.add_argument(
+        "--demo-seed", type=int, default=0, help="seed of the demo library (default 0)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the first N real images (quick look)"
+    )
     parser.add_argument("--no-demo", action="store_true", help="skip the demo-library part")
 
 
@@ -86,8 +94,10 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
     per: list[dict[str, Any]] = []
     t_ours = t_base = 0.0
     print(f"\n== real MicroLib training images ({len(rows)}, all included by MicroLib) ==")
-    print(f"{'id':>4} {'csv type':>9} {'ours':>10} {'unique2':>9} {'vf csv':>7} {'vf ours':>7} {'vf otsu':>7} "
-          f"{'xy csv':>6} {'xy ours':>7} {'iso':>5} {'repr':>6} {'expo':>5} {'qual':>5}  failed")
+    print(
+        f"{'id':>4} {'csv type':>9} {'ours':>10} {'unique2':>9} {'vf csv':>7} {'vf ours':>7} {'vf otsu':>7} "
+        f"{'xy csv':>6} {'xy ours':>7} {'iso':>5} {'repr':>6} {'expo':>5} {'qual':>5}  failed"
+    )
     for r in rows:
         img = read_image(root / "micrographs" / r["name"])
         t0 = time.perf_counter()
@@ -104,54 +114,89 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
         base_type = "twophase" if len(np.unique(flat, axis=0)) == 2 else "grayscale"
         t_ours += t1 - t0
         t_base += t2 - t1
-        csv_type = {"two-phase": "twophase", "grayscale": "grayscale"}.get(r["category"], r["category"])
+        csv_type = {"two-phase": "twophase", "grayscale": "grayscale"}.get(
+            r["category"], r["category"]
+        )
         vf_ours = typed["fractions"][0] if typed.get("fractions") else None
         xy = filters["isotropy"]["detail"]["ratio_x_over_y"]
         failed = [k for k in A.FILTERS if filters[k]["passed"] is False]
-        per.append(dict(id=r["entry"], csv_type=csv_type, ours=typed["data_type"], base=base_type,
-                        vf_csv=float(r["vf_dark"]) if r["vf_dark"] else None, vf_ours=vf_ours, vf_otsu=vf_otsu,
-                        xy_csv=float(r["iso_ratio_x_over_y"]), xy_ours=xy, filters=filters, failed=failed,
-                        reasons=reasons))
-        print(f"{r['entry']:>4} {csv_type:>9} {typed['data_type']:>10} {base_type:>9} "
-              f"{_fmt(per[-1]['vf_csv']):>7} {_fmt(vf_ours):>7} {_fmt(vf_otsu):>7} {_fmt(per[-1]['xy_csv']):>6} "
-              f"{_fmt(xy):>7} {_fmt(filters['isotropy']['score'], 2):>5} "
-              f"{_fmt(filters['representativity']['score'], 1):>6} {_fmt(filters['exposure']['score'], 2):>5} "
-              f"{_fmt(filters['quality']['score'], 2):>5}  {'; '.join(reasons)}")
+        per.append(
+            dict(
+                id=r["entry"],
+                csv_type=csv_type,
+                ours=typed["data_type"],
+                base=base_type,
+                vf_csv=float(r["vf_dark"]) if r["vf_dark"] else None,
+                vf_ours=vf_ours,
+                vf_otsu=vf_otsu,
+                xy_csv=float(r["iso_ratio_x_over_y"]),
+                xy_ours=xy,
+                filters=filters,
+                failed=failed,
+                reasons=reasons,
+            )
+        )
+        print(
+            f"{r['entry']:>4} {csv_type:>9} {typed['data_type']:>10} {base_type:>9} "
+            f"{_fmt(per[-1]['vf_csv']):>7} {_fmt(vf_ours):>7} {_fmt(vf_otsu):>7} {_fmt(per[-1]['xy_csv']):>6} "
+            f"{_fmt(xy):>7} {_fmt(filters['isotropy']['score'], 2):>5} "
+            f"{_fmt(filters['representativity']['score'], 1):>6} {_fmt(filters['exposure']['score'], 2):>5} "
+            f"{_fmt(filters['quality']['score'], 2):>5}  {'; '.join(reasons)}"
+        )
     n = len(per)
     print("\npass rate per filter (default thresholds; every image was included by MicroLib):")
     for k in A.FILTERS:
         ok = sum(1 for p in per if p["filters"][k]["passed"] is not False)
         scores = [p["filters"][k]["score"] for p in per if p["filters"][k]["score"] is not None]
-        print(f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A._FILTER_RULES[k][0]) if k in A._FILTER_RULES else 1.0:g}"
-              f"   scores min {min(scores):.3f} median {float(np.median(scores)):.3f} max {max(scores):.3f}")
+        print(
+            f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A._FILTER_RULES[k][0]) if k in A._FILTER_RULES else 1.0:g}"
+            f"   scores min {min(scores):.3f} median {float(np.median(scores)):.3f} max {max(scores):.3f}"
+        )
     for comp in A.QUALITY_COMPONENTS:
-        vals = [p["filters"]["quality"]["components"][comp]["score"] for p in per
-                if p["filters"]["quality"]["components"][comp]["applicable"]]
+        vals = [
+            p["filters"]["quality"]["components"][comp]["score"]
+            for p in per
+            if p["filters"]["quality"]["components"][comp]["applicable"]
+        ]
         vals = [v for v in vals if v is not None]
         if vals:
-            print(f"    quality.{comp:<11} applicable {len(vals)}  min {min(vals):.3f} max {max(vals):.3f}"
-                  f"  (threshold {getattr(th, A._QUALITY_RULES[comp][0]):g} {A._QUALITY_RULES[comp][1]})")
+            print(
+                f"    quality.{comp:<11} applicable {len(vals)}  min {min(vals):.3f} max {max(vals):.3f}"
+                f"  (threshold {getattr(th, A._QUALITY_RULES[comp][0]):g} {A._QUALITY_RULES[comp][1]})"
+            )
     all_ok = sum(1 for p in per if not p["failed"])
     print(f"  all filters       {all_ok}/{n} = {all_ok / n:.1%}")
     agree = sum(p["ours"] == p["csv_type"] for p in per)
     base_agree = sum(p["base"] == p["csv_type"] for p in per)
-    print(f"\ndata type agreement with the CSV category: ours {agree}/{n}, MicroLib unique-value rule "
-          f"{base_agree}/{n} (ratio {agree / max(base_agree, 1):.2f})")
+    print(
+        f"\ndata type agreement with the CSV category: ours {agree}/{n}, MicroLib unique-value rule "
+        f"{base_agree}/{n} (ratio {agree / max(base_agree, 1):.2f})"
+    )
     for p in per:
         if p["ours"] != p["csv_type"]:
             print(f"  {p['id']}: csv {p['csv_type']}, ours {p['ours']}")
-    vf = [(p["vf_ours"], p["vf_csv"], p["vf_otsu"]) for p in per if p["vf_ours"] is not None and p["vf_csv"] is not None]
+    vf = [
+        (p["vf_ours"], p["vf_csv"], p["vf_otsu"])
+        for p in per
+        if p["vf_ours"] is not None and p["vf_csv"] is not None
+    ]
     if vf:
         mae = float(np.mean([abs(a - b) for a, b, _ in vf]))
         mae_b = float(np.mean([abs(c - b) for _, b, c in vf]))
-        print(f"dark-phase fraction vs vf_dark ({len(vf)} n-phase images): MAE ours {mae:.5f}, plain Otsu {mae_b:.5f}")
+        print(
+            f"dark-phase fraction vs vf_dark ({len(vf)} n-phase images): MAE ours {mae:.5f}, plain Otsu {mae_b:.5f}"
+        )
     xy = [(p["xy_ours"], p["xy_csv"]) for p in per if p["xy_ours"]]
     a, b = np.array([x for x, _ in xy]), np.array([y for _, y in xy])
     r = float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 else float("nan")
-    print(f"x/y correlation-length ratio vs iso_ratio_x_over_y: Pearson r {r:.4f}, MAE {float(np.mean(np.abs(a - b))):.4f}, "
-          f"max |diff| {float(np.max(np.abs(a - b))):.4f}")
-    print(f"time per image: ours {1000 * t_ours / n:.1f} ms (type + every filter), plain Otsu {1000 * t_base / n:.2f} ms, "
-          f"ratio {t_ours / max(t_base, 1e-9):.0f}x (wall clock, noisy on a shared machine)")
+    print(
+        f"x/y correlation-length ratio vs iso_ratio_x_over_y: Pearson r {r:.4f}, MAE {float(np.mean(np.abs(a - b))):.4f}, "
+        f"max |diff| {float(np.max(np.abs(a - b))):.4f}"
+    )
+    print(
+        f"time per image: ours {1000 * t_ours / n:.1f} ms (type + every filter), plain Otsu {1000 * t_base / n:.2f} ms, "
+        f"ratio {t_ours / max(t_base, 1e-9):.0f}x (wall clock, noisy on a shared machine)"
+    )
     return {"n": n, "type_agree": agree, "base_agree": base_agree, "all_pass": all_ok}
 
 
@@ -170,9 +215,11 @@ def bench_examples(root: Path) -> None:
         crop = A.detect_crop(img)
         bar = A.detect_scale_bar(A.crop_image(img, crop["box"]))
         s = typed["scores"]
-        print(f"  {f.name:<28} {img.shape[1]}x{img.shape[0]}  type {typed['data_type']:<10} "
-              f"chroma {s['chroma']:.1f}  separability {s['separability']}  crop removed {crop['removed']}  "
-              f"scale bar {'none' if bar is None else bar['box']}")
+        print(
+            f"  {f.name:<28} {img.shape[1]}x{img.shape[0]}  type {typed['data_type']:<10} "
+            f"chroma {s['chroma']:.1f}  separability {s['separability']}  crop removed {crop['removed']}  "
+            f"scale bar {'none' if bar is None else bar['box']}"
+        )
 
 
 def bench_demo(seed: int) -> dict[str, Any]:
@@ -205,22 +252,42 @@ def bench_demo(seed: int) -> dict[str, Any]:
         bar_truth = bar_truth[y0:y1, x0:x1]
         ours_mask = seg["mask"] > 0
         same_shape = ours_mask.shape == bar_truth.shape
-        recall = (float((ours_mask & bar_truth).sum() / bar_truth.sum()) if same_shape and bar_truth.any()
-                  else None)
+        recall = (
+            float((ours_mask & bar_truth).sum() / bar_truth.sum())
+            if same_shape and bar_truth.any()
+            else None
+        )
         fp = float((ours_mask & ~bar_truth).sum() / ours_mask.size) if same_shape else None
         acc = vf_err = None
         if tr["labels"] and seg["data_type"] == tr["data_type"] and same_shape:
             lab = np.asarray(Image.open(io.BytesIO(files[tr["labels"]])))
             keep = ~bar_truth & ~ours_mask
             acc = float((seg["image"][keep] == lab[keep]).mean())
-            vf_err = float(np.max(np.abs(np.asarray(seg["fractions"]) - np.asarray(tr["phase_fractions"]))))
-        rows.append(dict(id=ident, ann=ann, tr=tr, recall=recall, fp=fp, acc=acc, vf_err=vf_err,
-                         crop_ok=ann["crop"]["box"] == tr["crop_box"]))
-    base_ok = sum(_otsu_type(np.asarray(Image.open(io.BytesIO(files[f"miclib/micrographs/large/{i}.jpg"]))))
-                  == tr["data_type"] for i, tr in truth["entries"].items())
+            vf_err = float(
+                np.max(np.abs(np.asarray(seg["fractions"]) - np.asarray(tr["phase_fractions"])))
+            )
+        rows.append(
+            dict(
+                id=ident,
+                ann=ann,
+                tr=tr,
+                recall=recall,
+                fp=fp,
+                acc=acc,
+                vf_err=vf_err,
+                crop_ok=ann["crop"]["box"] == tr["crop_box"],
+            )
+        )
+    base_ok = sum(
+        _otsu_type(np.asarray(Image.open(io.BytesIO(files[f"miclib/micrographs/large/{i}.jpg"]))))
+        == tr["data_type"]
+        for i, tr in truth["entries"].items()
+    )
     sel = A.select_entries(anns)
-    print(f"{'id':>6} {'kind':<26} {'type':>10} {'truth':>10} {'verdict':>8} {'truth':>8} {'crop':>5} "
-          f"{'bar rec':>7} {'bar fp':>7} {'acc':>6} {'vf err':>6}  reasons")
+    print(
+        f"{'id':>6} {'kind':<26} {'type':>10} {'truth':>10} {'verdict':>8} {'truth':>8} {'crop':>5} "
+        f"{'bar rec':>7} {'bar fp':>7} {'acc':>6} {'vf err':>6}  reasons"
+    )
     n_ok = n_type = n_crop = 0
     for r in rows:
         ident, tr = r["id"], r["tr"]
@@ -231,23 +298,33 @@ def bench_demo(seed: int) -> dict[str, Any]:
         n_ok += ok
         n_type += r["ann"]["data_type"] == tr["data_type"]
         n_crop += r["crop_ok"]
-        print(f"{ident:>6} {tr['kind'][:26]:<26} {r['ann']['data_type']:>10} {tr['data_type']:>10} "
-              f"{'in' if inc else 'out':>8} {'in' if tr['included'] else 'out':>8} {'ok' if r['crop_ok'] else 'NO':>5} "
-              f"{_fmt(r['recall']):>7} {_fmt(r['fp'], 4):>7} {_fmt(r['acc'], 4):>6} {_fmt(r['vf_err'], 4):>6}  "
-              f"{'; '.join(reasons)}")
+        print(
+            f"{ident:>6} {tr['kind'][:26]:<26} {r['ann']['data_type']:>10} {tr['data_type']:>10} "
+            f"{'in' if inc else 'out':>8} {'in' if tr['included'] else 'out':>8} {'ok' if r['crop_ok'] else 'NO':>5} "
+            f"{_fmt(r['recall']):>7} {_fmt(r['fp'], 4):>7} {_fmt(r['acc'], 4):>6} {_fmt(r['vf_err'], 4):>6}  "
+            f"{'; '.join(reasons)}"
+        )
     n = len(rows)
-    print(f"\nverdict + criterion agreement {n_ok}/{n}; data type {n_type}/{n} (baseline Otsu-2 rule {base_ok}/{n}, "
-          f"ratio {n_type / max(base_ok, 1):.2f}); crop box exact {n_crop}/{n}")
+    print(
+        f"\nverdict + criterion agreement {n_ok}/{n}; data type {n_type}/{n} (baseline Otsu-2 rule {base_ok}/{n}, "
+        f"ratio {n_type / max(base_ok, 1):.2f}); crop box exact {n_crop}/{n}"
+    )
     accs = [r["acc"] for r in rows if r["acc"] is not None]
     if accs:
-        print(f"segmentation pixel accuracy: min {min(accs):.4f}, mean {float(np.mean(accs)):.4f}; "
-              f"max phase-fraction error {max(r['vf_err'] for r in rows if r['vf_err'] is not None):.4f}")
+        print(
+            f"segmentation pixel accuracy: min {min(accs):.4f}, mean {float(np.mean(accs)):.4f}; "
+            f"max phase-fraction error {max(r['vf_err'] for r in rows if r['vf_err'] is not None):.4f}"
+        )
     recs = [r["recall"] for r in rows if r["recall"] is not None]
     if recs:
-        print(f"scale-bar mask recall (bars on the data): min {min(recs):.4f}; false-positive area max "
-              f"{max(r['fp'] for r in rows if r['fp'] is not None):.4%} of the image")
-    print(f"time per entry: annotate {1000 * t_ours / n:.0f} ms vs plain Otsu {1000 * t_base / n:.2f} ms "
-          f"(ratio {t_ours / max(t_base, 1e-9):.0f}x; wall clock, noisy)")
+        print(
+            f"scale-bar mask recall (bars on the data): min {min(recs):.4f}; false-positive area max "
+            f"{max(r['fp'] for r in rows if r['fp'] is not None):.4%} of the image"
+        )
+    print(
+        f"time per entry: annotate {1000 * t_ours / n:.0f} ms vs plain Otsu {1000 * t_base / n:.2f} ms "
+        f"(ratio {t_ours / max(t_base, 1e-9):.0f}x; wall clock, noisy)"
+    )
     return {"n": n, "verdicts_ok": n_ok, "types_ok": n_type}
 
 
@@ -270,7 +347,9 @@ def _record_meta(html_bytes: bytes) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     root = _realdata_dir(args.realdata)
     if root is None:
-        print("real data not found (pass --realdata or set MICROLIB_REALDATA); real-data part skipped")
+        print(
+            "real data not found (pass --realdata or set MICROLIB_REALDATA); real-data part skipped"
+        )
     else:
         bench_realdata(root, args.limit)
         bench_examples(root)

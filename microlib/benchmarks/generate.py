@@ -33,12 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="microlib", choices=["microlib", "table1", "tiny", "demo"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--size", type=int, default=320, help="edge of the timed volume")
-    p.add_argument("--tiled-size", type=int, default=None,
-                   help="edge of the tiled volume (default: 1024 on CUDA; 384 on CPU, where "
-                        "1024^3 would take ~20 minutes)")
-    p.add_argument("--max-memory-gb", type=float, default=None,
-                   help="tile memory budget (default: 4 on CUDA, 1 on CPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5 CUDA, 1 CPU)")
+    p.add_argument(
+        "--tiled-size",
+        type=int,
+        default=None,
+        help="edge of the tiled volume (default: 1024 on CUDA; 384 on CPU, where "
+        "1024^3 would take ~20 minutes)",
+    )
+    p.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=None,
+        help="tile memory budget (default: 4 on CUDA, 1 on CPU)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats (default 5 CUDA, 1 CPU)"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline pass")
 
@@ -116,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from microlib.device import resolve_device
     from microlib.generate import (
         estimate_peak_bytes,
         generate_to_tif,
@@ -124,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         plan_generation,
         resolve_tile,
     )
-    from microlib.slicegan.networks import FusedGenerator, resolve_device
+    from microlib.slicegan.networks import FusedGenerator
     from microlib.slicegan.params import ModelParams
     from microlib.slicegan.presets import get_preset
 
@@ -134,10 +145,20 @@ def run(args: argparse.Namespace) -> int:
     cuda = device.type == "cuda"
     preset = get_preset(args.preset)
     nc = 3
-    params = ModelParams(name="bench", image_type="nphase", gk=list(preset.gk),
-                         gs=list(preset.gs), gp=list(preset.gp), gf=preset.gf(nc),
-                         dk=list(preset.dk), ds=list(preset.ds), dp=list(preset.dp),
-                         df=preset.df(nc), lz=preset.lz, l=preset.l)
+    params = ModelParams(
+        name="bench",
+        image_type="nphase",
+        gk=list(preset.gk),
+        gs=list(preset.gs),
+        gp=list(preset.gp),
+        gf=preset.gf(nc),
+        dk=list(preset.dk),
+        ds=list(preset.ds),
+        dp=list(preset.dp),
+        df=preset.df(nc),
+        lz=preset.lz,
+        l=preset.l,
+    )
     torch.manual_seed(0)
     net = params.build_generator().eval().requires_grad_(False).to(device)
     repeats = args.repeats or (5 if cuda else 1)
@@ -145,10 +166,14 @@ def run(args: argparse.Namespace) -> int:
     warmup = 2 if cuda else 1
     tiled = args.tiled_size or (1024 if cuda else 384)
     budget = args.max_memory_gb or (4.0 if cuda else 1.0)
-    where = torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"bench generate: preset {preset.name} (random weights, {nc} phases) on {where}; "
-          f"torch {torch.__version__}; load average {load:.2f}")
+    print(
+        f"bench generate: preset {preset.name} (random weights, {nc} phases) on {where}; "
+        f"torch {torch.__version__}; load average {load:.2f}"
+    )
 
     plan = plan_generation(params, args.size)
     one_tile = [-(-n // plan.geometry.stride) for n in plan.size]
@@ -180,8 +205,15 @@ def run(args: argparse.Namespace) -> int:
         out = Path(td) / "tiled.tif"
 
         def tiled_run():
-            return generate_to_tif(out, net, params, tiled, seed=0, device=device,
-                                   tile=[c * big_plan.geometry.stride for c in cells])
+            return generate_to_tif(
+                out,
+                net,
+                params,
+                tiled,
+                seed=0,
+                device=device,
+                tile=[c * big_plan.geometry.stride for c in cells],
+            )
 
         t_big, m_big = _measure(tiled_run, device, 1, 0)
         size_on_disk = out.stat().st_size
@@ -190,21 +222,34 @@ def run(args: argparse.Namespace) -> int:
     for n, c in zip(big_plan.size, cells, strict=True):
         n_tiles *= math.ceil(math.ceil(n / stride) / c)
     tile_vox = "x".join(str(c * stride) for c in cells)
-    rows.append(("tiled", tiled, t_big, m_big,
-                 f"{n_tiles} tiles of {tile_vox} voxels, budget {budget:g} GB, streamed TIFF"))
+    rows.append(
+        (
+            "tiled",
+            tiled,
+            t_big,
+            m_big,
+            f"{n_tiles} tiles of {tile_vox} voxels, budget {budget:g} GB, streamed TIFF",
+        )
+    )
 
-    gb = 2 ** 30
+    gb = 2**30
     print(f"  {'run':<10}{'size':>7}{'seconds':>10}{'peak GB':>10}  notes")
     for label, n, t, m, note in rows:
         print(f"  {label:<10}{str(n) + '^3':>7}{t:10.3f}{m / gb:10.2f}  {note}")
     if not args.no_baseline:
-        print(f"ratio baseline/optimised at {args.size}^3: time {t_base / t_opt:.2f}x, "
-              f"peak memory {m_base / max(m_opt, 1):.2f}x (labels agree on {same:.4%} of voxels)")
-    print(f"estimate check at {args.size}^3: measured peak {m_opt / gb:.2f} GB vs tile-sizing "
-          f"estimate {est_small / gb:.2f} GB")
-    print(f"tiled {tiled}^3: peak {m_big / gb:.2f} GB vs untiled estimate {est_big / gb:.1f} GB "
-          f"(ratio {est_big / max(m_big, 1):.1f}x less), {size_on_disk / gb:.2f} GB TIFF streamed "
-          f"in {t_big:.1f} s")
+        print(
+            f"ratio baseline/optimised at {args.size}^3: time {t_base / t_opt:.2f}x, "
+            f"peak memory {m_base / max(m_opt, 1):.2f}x (labels agree on {same:.4%} of voxels)"
+        )
+    print(
+        f"estimate check at {args.size}^3: measured peak {m_opt / gb:.2f} GB vs tile-sizing "
+        f"estimate {est_small / gb:.2f} GB"
+    )
+    print(
+        f"tiled {tiled}^3: peak {m_big / gb:.2f} GB vs untiled estimate {est_big / gb:.1f} GB "
+        f"(ratio {est_big / max(m_big, 1):.1f}x less), {size_on_disk / gb:.2f} GB TIFF streamed "
+        f"in {t_big:.1f} s"
+    )
     if cuda and args.size == 320 and preset.name in ("microlib", "table1"):
         print(f"goal 320^3 <= 0.15 s: {'meets' if t_opt <= 0.15 else 'misses'} ({t_opt:.3f} s)")
     return 0

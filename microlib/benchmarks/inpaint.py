@@ -33,9 +33,15 @@ def default_realdata() -> Path | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from microlib.inpaint import GAN_DEFAULTS as D
 
-    parser.add_argument("--realdata", type=Path, default=None,
-                        help="the realdata folder (default: $MICROLIB_REALDATA or ../shared/realdata)")
-    parser.add_argument("--limit", type=int, default=8, help="two-phase images (spread over the list)")
+    parser.add_argument(
+        "--realdata",
+        type=Path,
+        default=None,
+        help="the realdata folder (default: $MICROLIB_REALDATA or ../shared/realdata)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=8, help="two-phase images (spread over the list)"
+    )
     parser.add_argument("--grey", type=int, default=2, help="grayscale images to add")
     parser.add_argument("--names", default=None, help="comma-separated image names (micro017,...)")
     parser.add_argument("--iterations", type=int, default=D["iterations"])
@@ -60,7 +66,7 @@ def scale_bar_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarr
     y = int(h * rng.uniform(0.82, 0.92))
     x = int(w * rng.uniform(0.45, 0.95)) - bar_w
     x = max(x, 2)
-    m[y: y + bar_h, x: x + bar_w] = True
+    m[y : y + bar_h, x : x + bar_w] = True
     lh = int(bar_h * 3)
     lw = max(int(lh * 0.6), 3)
     ty = max(y - lh - bar_h, 1)
@@ -69,8 +75,8 @@ def scale_bar_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarr
         x0 = tx + k * (lw + 3)
         if k == 2:  # the space in "10 um"
             continue
-        m[ty: ty + lh, x0: x0 + lw] = True
-        m[ty + 2: ty + lh - 2, x0 + 2: x0 + lw - 2] = False  # letters are strokes, not blocks
+        m[ty : ty + lh, x0 : x0 + lw] = True
+        m[ty + 2 : ty + lh - 2, x0 + 2 : x0 + lw - 2] = False  # letters are strokes, not blocks
     return ndimage.binary_dilation(m, structure=np.ones((3, 3), bool))
 
 
@@ -79,7 +85,9 @@ def _load(path: Path, grey: bool) -> tuple[np.ndarray, str, int]:
 
     img = read_image(path)
     if img.ndim == 3:
-        img = img[..., 0] if (img[..., 0] == img[..., 1]).all() else img.mean(axis=2).astype(np.uint8)
+        img = (
+            img[..., 0] if (img[..., 0] == img[..., 1]).all() else img.mean(axis=2).astype(np.uint8)
+        )
     if grey:
         return img, "grayscale", 1
     return (img > 127).astype(np.uint8), "twophase", 2
@@ -89,14 +97,25 @@ def _pick(realdata: Path, limit: int, n_grey: int, names: str | None) -> list[tu
     rows = list(csv.DictReader(open(realdata / "micrographs.csv", encoding="utf-8")))
     if names:
         wanted = {n.strip().removesuffix(".png") for n in names.split(",")}
-        return [(realdata / "micrographs" / r["name"], r["category"] != "two-phase")
-                for r in rows if r["name"].removesuffix(".png") in wanted]
+        return [
+            (realdata / "micrographs" / r["name"], r["category"] != "two-phase")
+            for r in rows
+            if r["name"].removesuffix(".png") in wanted
+        ]
     # skip images with known defects (scale-bar leftovers, border lines, false colour)
     ok = [r for r in rows if not r.get("notes")]
     two = [r for r in ok if r["category"] == "two-phase"]
     grey = [r for r in ok if r["category"] != "two-phase" and r.get("colourmap", "") == ""]
-    sel = [two[i] for i in np.linspace(0, len(two) - 1, min(limit, len(two))).astype(int)] if limit else []
-    sel += [grey[i] for i in np.linspace(0, len(grey) - 1, min(n_grey, len(grey))).astype(int)] if n_grey else []
+    sel = (
+        [two[i] for i in np.linspace(0, len(two) - 1, min(limit, len(two))).astype(int)]
+        if limit
+        else []
+    )
+    sel += (
+        [grey[i] for i in np.linspace(0, len(grey) - 1, min(n_grey, len(grey))).astype(int)]
+        if n_grey
+        else []
+    )
     return [(realdata / "micrographs" / r["name"], r["category"] != "two-phase") for r in sel]
 
 
@@ -111,8 +130,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    params = {"iterations": args.iterations, "opt_steps": args.opt_steps, "critic_iters": args.critic_iters,
-              "batch_size": args.batch_size, "width": args.width}
+    params = {
+        "iterations": args.iterations,
+        "opt_steps": args.opt_steps,
+        "critic_iters": args.critic_iters,
+        "batch_size": args.batch_size,
+        "width": args.width,
+    }
     print(f"# bench inpaint: {params}, threads {args.threads}, seed {args.seed}")
     errs: dict[str, dict[str, list[float]]] = {"gan": {}, "telea": {}}
     times: dict[str, list[float]] = {"gan": [], "telea": []}
@@ -124,32 +148,50 @@ def run(args: argparse.Namespace) -> int:
         row = {}
         for method in ("gan", "telea"):
             t0 = time.perf_counter()
-            out, _ = ip.inpaint(img, mask, data_type=dt, n_phases=n, method=method, seed=args.seed,
-                                **(params if method == "gan" else {}))
+            out, _ = ip.inpaint(
+                img,
+                mask,
+                data_type=dt,
+                n_phases=n,
+                method=method,
+                seed=args.seed,
+                **(params if method == "gan" else {}),
+            )
             times[method].append(time.perf_counter() - t0)
             assert np.array_equal(out[~mask], img[~mask])
             e = ip.statistics_error(
-                ip.region_statistics(out, mask, data_type=dt, n_phases=n, max_lag=args.max_lag), truth)
+                ip.region_statistics(out, mask, data_type=dt, n_phases=n, max_lag=args.max_lag),
+                truth,
+            )
             for k, v in e.items():
                 errs[method].setdefault(f"{dt[:4]}:{k}", []).append(v)
             row[method] = e
         if header != dt:
             keys = list(row["gan"])
-            print(f"{'image':<14}{'type':<10}{'size':<10}{'mask%':>6}  " +
-                  "  ".join(f"{k + ' gan/telea':>27}" for k in keys) + f"  {'t_gan':>6} {'t_telea':>7}")
+            print(
+                f"{'image':<14}{'type':<10}{'size':<10}{'mask%':>6}  "
+                + "  ".join(f"{k + ' gan/telea':>27}" for k in keys)
+                + f"  {'t_gan':>6} {'t_telea':>7}"
+            )
             header = dt
         cells = "  ".join(f"{row['gan'][k]:>13.4f}/{row['telea'][k]:<13.4f}" for k in row["gan"])
-        print(f"{path.stem:<14}{dt:<10}{img.shape[0]}x{img.shape[1]:<6}{100 * mask.mean():>6.2f}  {cells}"
-              f"  {times['gan'][-1]:>6.1f} {times['telea'][-1]:>7.3f}")
+        print(
+            f"{path.stem:<14}{dt:<10}{img.shape[0]}x{img.shape[1]:<6}{100 * mask.mean():>6.2f}  {cells}"
+            f"  {times['gan'][-1]:>6.1f} {times['telea'][-1]:>7.3f}"
+        )
     if not times["gan"]:
         print("bench inpaint: no images selected", file=sys.stderr)
         return 2
-    print("# mean error over images (vs the hidden true pixels); ratio = GAN / Telea (< 1: GAN better)")
+    print(
+        "# mean error over images (vs the hidden true pixels); ratio = GAN / Telea (< 1: GAN better)"
+    )
     for key in errs["gan"]:
         g, t = float(np.mean(errs["gan"][key])), float(np.mean(errs["telea"][key]))
         wins = sum(a < b for a, b in zip(errs["gan"][key], errs["telea"][key], strict=True))
-        print(f"{key:<28} gan {g:.4f}  telea {t:.4f}  ratio {g / t if t else float('inf'):.2f}"
-              f"  (GAN closer on {wins}/{len(errs['gan'][key])})")
+        print(
+            f"{key:<28} gan {g:.4f}  telea {t:.4f}  ratio {g / t if t else float('inf'):.2f}"
+            f"  (GAN closer on {wins}/{len(errs['gan'][key])})"
+        )
     tg, tt = float(np.mean(times["gan"])), float(np.mean(times["telea"]))
     print(f"time per image: gan {tg:.1f} s, telea {tt:.3f} s, ratio {tg / tt:.0f}x")
     return 0

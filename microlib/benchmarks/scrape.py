@@ -59,12 +59,20 @@ def write_site(root: Path, ids: list[int], size: int, seed: int = 0) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ids", type=int, default=40, help="ids visited (default 40)")
-    parser.add_argument("--every", type=int, default=3,
-                        help="one id in EVERY is missing, like the real sparse ids (default 3)")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=3,
+        help="one id in EVERY is missing, like the real sparse ids (default 3)",
+    )
     parser.add_argument("--size", type=int, default=512, help="image side in px (default 512)")
-    parser.add_argument("--rate", type=float, default=500.0,
-                        help="requests/s for both runs (default 500: measure the scraper, "
-                             "not the politeness delay)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="requests/s for both runs (default 500: measure the scraper, "
+        "not the politeness delay)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,18 +92,26 @@ def run(args: argparse.Namespace) -> int:
                 rep = scrape(base, ids, out, opts)
                 rows[label] = (rep, time.perf_counter() - t0)
     cold, warm = rows["cold"][0], rows["warm"][0]
-    print(f"bench scrape: {len(ids)} ids, {len(present)} present, {args.size}px JPEGs "
-          f"({image_total / 1e6:.2f} MB of images), --rate {args.rate:g}")
+    print(
+        f"bench scrape: {len(ids)} ids, {len(present)} present, {args.size}px JPEGs "
+        f"({image_total / 1e6:.2f} MB of images), --rate {args.rate:g}"
+    )
     for label, (rep, secs) in rows.items():
-        print(f"  {label}: {rep.stats.requests} requests, {rep.stats.bytes / 1e6:.3f} MB, "
-              f"{secs:.2f} s, {rep.downloaded} images downloaded, {rep.cached} cached, "
-              f"{rep.written} ids written")
+        print(
+            f"  {label}: {rep.stats.requests} requests, {rep.stats.bytes / 1e6:.3f} MB, "
+            f"{secs:.2f} s, {rep.downloaded} images downloaded, {rep.cached} cached, "
+            f"{rep.written} ids written"
+        )
     ratio_req = warm.stats.requests / max(cold.stats.requests, 1)
     ratio_bytes = warm.stats.bytes / max(cold.stats.bytes, 1)
     ratio_time = rows["warm"][1] / max(rows["cold"][1], 1e-9)
-    print(f"  warm/cold ratio: requests {ratio_req:.2f}, bytes {ratio_bytes:.4f}, "
-          f"time {ratio_time:.2f} (noisy)")
+    print(
+        f"  warm/cold ratio: requests {ratio_req:.2f}, bytes {ratio_bytes:.4f}, "
+        f"time {ratio_time:.2f} (noisy)"
+    )
     ok = warm.downloaded == 0 and warm.written == 0 and ratio_bytes <= 0.05
-    print(f"  target: warm run downloads no image, rewrites nothing, bytes ratio <= 0.05: "
-          f"{'PASS' if ok else 'FAIL'}")
+    print(
+        f"  target: warm run downloads no image, rewrites nothing, bytes ratio <= 0.05: "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1

@@ -56,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     vol = synthetic_volume(args.size, args.phases, args.seed)
-    print(f"# bench validate: {args.size}^3 volume, {args.phases} phases, lags 0..{args.max_lag} "
-          f"(built in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"# bench validate: {args.size}^3 volume, {args.phases} phases, lags 0..{args.max_lag} "
+        f"(built in {time.perf_counter() - t0:.1f} s)"
+    )
     t0 = time.perf_counter()
     s2 = V.two_point_correlation(vol, args.phases, args.max_lag)
     t_s2 = time.perf_counter() - t0
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     s2_ref, sa_ref = reference(vol, args.phases, args.max_lag)
     t_ref = time.perf_counter() - t0
     print(f"reference:         {t_ref:.2f} s")
-    print(f"speed-up: {t_ref / t_ours:.1f}x   max |S2 difference| {np.abs(s2 - s2_ref).max():.2e}   "
-          f"|surface difference| {abs(sa - sa_ref):.2e}")
+    print(
+        f"speed-up: {t_ref / t_ours:.1f}x   max |S2 difference| {np.abs(s2 - s2_ref).max():.2e}   "
+        f"|surface difference| {abs(sa - sa_ref):.2e}"
+    )
     return 0

@@ -41,7 +41,9 @@ _THRESHOLD_HELP = {
 }
 
 
-def _add_threshold_flags(p: argparse.ArgumentParser, defaults_shown: bool, uniqueness: bool) -> None:
+def _add_threshold_flags(
+    p: argparse.ArgumentParser, defaults_shown: bool, uniqueness: bool
+) -> None:
     from microlib.annotate import FilterThresholds
 
     d = FilterThresholds()
@@ -50,8 +52,14 @@ def _add_threshold_flags(p: argparse.ArgumentParser, defaults_shown: bool, uniqu
         if name.startswith("dup_") and not uniqueness:
             continue  # uniqueness compares entries: decided by select only
         default = getattr(d, name)
-        suffix = f" (default {default:g})" if defaults_shown else f" (default: as annotated, else {default:g})"
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=float, default=None, help=text + suffix)
+        suffix = (
+            f" (default {default:g})"
+            if defaults_shown
+            else f" (default: as annotated, else {default:g})"
+        )
+        g.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=float, default=None, help=text + suffix
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,40 +67,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
 
-    e = sub.add_parser("entry", help="annotate one raw micrograph",
-                       description="Annotate one raw micrograph: crop, scale bar, data type, phases, filters.")
+    e = sub.add_parser(
+        "entry",
+        help="annotate one raw micrograph",
+        description="Annotate one raw micrograph: crop, scale bar, data type, phases, filters.",
+    )
     e.add_argument("--image", type=Path, required=True, help="raw image (raw/{id}.jpg)")
     e.add_argument("--meta", type=Path, default=None, help="scraped record (raw/{id}.json)")
-    e.add_argument("--out", type=Path, required=True, help="annotation to write (annotations/{id}.json)")
-    e.add_argument("--curation", type=Path, default=None, help="curation YAML (hand overrides per entry)")
-    e.add_argument("--id", dest="entry_id", default=None,
-                   help="DoITPoMS id (default: from the image file name)")
+    e.add_argument(
+        "--out", type=Path, required=True, help="annotation to write (annotations/{id}.json)"
+    )
+    e.add_argument(
+        "--curation", type=Path, default=None, help="curation YAML (hand overrides per entry)"
+    )
+    e.add_argument(
+        "--id",
+        dest="entry_id",
+        default=None,
+        help="DoITPoMS id (default: from the image file name)",
+    )
     _add_threshold_flags(e, defaults_shown=True, uniqueness=False)
     t = TypeParams()
     g = e.add_argument_group("data-type decision")
-    g.add_argument("--chroma-min", type=float, default=t.chroma_min,
-                   help=f"colour if the colour residual reaches this (grey levels RMS; default {t.chroma_min:g})")
-    g.add_argument("--sep2-min", type=float, default=t.sep2_min,
-                   help=f"two-phase if the Otsu separability reaches this (default {t.sep2_min:g})")
-    g.add_argument("--sep-gain-min", type=float, default=t.sep_gain_min,
-                   help=f"one more phase if within-class variance shrinks by this factor (default {t.sep_gain_min:g})")
-    g.add_argument("--min-phase-fraction", type=float, default=t.min_phase_fraction,
-                   help=f"smallest area fraction of a phase (default {t.min_phase_fraction:g})")
-    g.add_argument("--max-phases", type=int, default=t.max_phases, choices=(2, 3, 4),
-                   help=f"most phases considered (default {t.max_phases})")
-    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=t.refine,
-                   help="move thresholds to the midpoints between phase modes (default on)")
-    g.add_argument("--flat-field", action=argparse.BooleanOptionalAction, default=t.flat_field,
-                   help="decide the type after removing within-phase illumination drift (default on)")
+    g.add_argument(
+        "--chroma-min",
+        type=float,
+        default=t.chroma_min,
+        help=f"colour if the colour residual reaches this (grey levels RMS; default {t.chroma_min:g})",
+    )
+    g.add_argument(
+        "--sep2-min",
+        type=float,
+        default=t.sep2_min,
+        help=f"two-phase if the Otsu separability reaches this (default {t.sep2_min:g})",
+    )
+    g.add_argument(
+        "--sep-gain-min",
+        type=float,
+        default=t.sep_gain_min,
+        help=f"one more phase if within-class variance shrinks by this factor (default {t.sep_gain_min:g})",
+    )
+    g.add_argument(
+        "--min-phase-fraction",
+        type=float,
+        default=t.min_phase_fraction,
+        help=f"smallest area fraction of a phase (default {t.min_phase_fraction:g})",
+    )
+    g.add_argument(
+        "--max-phases",
+        type=int,
+        default=t.max_phases,
+        choices=(2, 3, 4),
+        help=f"most phases considered (default {t.max_phases})",
+    )
+    g.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=t.refine,
+        help="move thresholds to the midpoints between phase modes (default on)",
+    )
+    g.add_argument(
+        "--flat-field",
+        action=argparse.BooleanOptionalAction,
+        default=t.flat_field,
+        help="decide the type after removing within-phase illumination drift (default on)",
+    )
 
-    s = sub.add_parser("select", help="uniqueness across entries and the final included/excluded lists",
-                       description="Decide the dataset from annotations (the checkpoint).")
-    s.add_argument("--out", type=Path, required=True, help="selection to write (annotations/selection.json)")
+    s = sub.add_parser(
+        "select",
+        help="uniqueness across entries and the final included/excluded lists",
+        description="Decide the dataset from annotations (the checkpoint).",
+    )
+    s.add_argument(
+        "--out", type=Path, required=True, help="selection to write (annotations/selection.json)"
+    )
     s.add_argument("annotations", nargs="+", type=Path, metavar="ANNOTATION.json")
     _add_threshold_flags(s, defaults_shown=False, uniqueness=True)
 
-    i = sub.add_parser("import-prelabelled", help="convert MicroLib's prelabelled_anns.json to a curation file",
-                       description="Convert MicroLib's hand annotations into this pipeline's curation YAML.")
+    i = sub.add_parser(
+        "import-prelabelled",
+        help="convert MicroLib's prelabelled_anns.json to a curation file",
+        description="Convert MicroLib's hand annotations into this pipeline's curation YAML.",
+    )
     i.add_argument("file", type=Path, metavar="FILE", help="prelabelled_anns.json")
     i.add_argument("--out", type=Path, required=True, help="curation YAML to write")
 
@@ -131,7 +187,9 @@ def load_curation(path: Path) -> dict[str, dict[str, Any]]:
 
         with open(schema, encoding="utf-8") as fh:
             sch = yaml.safe_load(fh)
-        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(sch).iter_errors(doc))
+        err = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(sch).iter_errors(doc)
+        )
         if err is not None:
             where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
             raise MicrolibError(f"curation file {path}: {where}: {err.message}")
@@ -163,7 +221,9 @@ def _read_meta(path: Path | None, ident: str) -> dict[str, Any]:
     try:
         meta = read_json(path)
     except (OSError, ValueError) as exc:
-        log.warning("%s: record metadata %s unreadable (%s); annotating without it", ident, path, exc)
+        log.warning(
+            "%s: record metadata %s unreadable (%s); annotating without it", ident, path, exc
+        )
         return {}
     return meta if isinstance(meta, dict) else {}
 
@@ -178,7 +238,13 @@ def _read_image(path: Path) -> tuple[Any, str | None]:
         img = read_image(path)
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as exc:
         return None, f"cannot decode {path.name}: {exc}"
     if img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
         return None, f"{path.name} is not a usable 2D image (shape {tuple(img.shape)})"
@@ -201,26 +267,50 @@ def _run_entry(args: argparse.Namespace) -> int:
     if not args.image.is_file():
         raise MicrolibError(f"image {args.image} not found", entry=ident)
     curation = load_curation(args.curation).get(ident, {}) if args.curation else {}
-    thresholds = FilterThresholds().updated({k: getattr(args, k, None) for k in FilterThresholds.names()})
-    tparams = TypeParams(chroma_min=args.chroma_min, sep2_min=args.sep2_min, sep_gain_min=args.sep_gain_min,
-                         min_phase_fraction=args.min_phase_fraction, max_phases=args.max_phases,
-                         refine=args.refine, flat_field=args.flat_field)
+    thresholds = FilterThresholds().updated(
+        {k: getattr(args, k, None) for k in FilterThresholds.names()}
+    )
+    tparams = TypeParams(
+        chroma_min=args.chroma_min,
+        sep2_min=args.sep2_min,
+        sep_gain_min=args.sep_gain_min,
+        min_phase_fraction=args.min_phase_fraction,
+        max_phases=args.max_phases,
+        refine=args.refine,
+        flat_field=args.flat_field,
+    )
     meta = _read_meta(args.meta, ident)
     img, problem = _read_image(args.image)
     if img is None:
         log.error("%s: %s; the entry is excluded", ident, problem)
         ann = unreadable_annotation(problem)
     else:
-        ann = annotate_image(img, meta=meta, curation=curation, thresholds=thresholds,
-                             type_params=tparams, entry=ident)
-    ann = {"id": ident, "name": entry_name(ident),
-           "files": {"image": args.image.name, "image_sha256": sha256_file(args.image),
-                     "meta": args.meta.name if args.meta else None},
-           **ann}
+        ann = annotate_image(
+            img,
+            meta=meta,
+            curation=curation,
+            thresholds=thresholds,
+            type_params=tparams,
+            entry=ident,
+        )
+    ann = {
+        "id": ident,
+        "name": entry_name(ident),
+        "files": {
+            "image": args.image.name,
+            "image_sha256": sha256_file(args.image),
+            "meta": args.meta.name if args.meta else None,
+        },
+        **ann,
+    }
     write_json(args.out, ann)
     if ann["included"]:
-        log.info("%s: %s, %s; passes every filter", ident, ann["data_type"],
-                 "scale bar found" if (ann.get("scale_bar") or {}).get("present") else "no scale bar")
+        log.info(
+            "%s: %s, %s; passes every filter",
+            ident,
+            ann["data_type"],
+            "scale bar found" if (ann.get("scale_bar") or {}).get("present") else "no scale bar",
+        )
     else:
         log.info("%s: excluded: %s", ident, "; ".join(ann["reasons"]))
     return 0
@@ -232,7 +322,9 @@ def _run_select(args: argparse.Namespace) -> int:
     from microlib.annotate import FilterThresholds, select_entries
     from microlib.io import entry_id, entry_name, read_json, write_json
 
-    overrides = {k: getattr(args, k) for k in FilterThresholds.names() if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k) for k in FilterThresholds.names() if getattr(args, k) is not None
+    }
     anns: dict[str, dict[str, Any]] = {}
     broken: dict[str, str] = {}
     for path in tqdm(args.annotations, desc="select", unit="annotation", leave=False):
@@ -243,7 +335,9 @@ def _run_select(args: argparse.Namespace) -> int:
             try:
                 ident = entry_id(path.stem)
             except ValueError:
-                raise MicrolibError(f"annotation {path} is unreadable and its name is not an id: {exc}") from exc
+                raise MicrolibError(
+                    f"annotation {path} is unreadable and its name is not an id: {exc}"
+                ) from exc
             log.error("%s: annotation %s unreadable (%s); the entry is excluded", ident, path, exc)
             broken[ident] = f"annotation unreadable: {exc}"
             continue
@@ -252,7 +346,11 @@ def _run_select(args: argparse.Namespace) -> int:
         anns[ident] = ann
     sel = select_entries(anns, overrides)
     for ident, why in broken.items():
-        sel["excluded"][ident] = {"name": entry_name(ident), "reasons": [why], "criteria": ["unreadable"]}
+        sel["excluded"][ident] = {
+            "name": entry_name(ident),
+            "reasons": [why],
+            "criteria": ["unreadable"],
+        }
     sel["excluded"] = dict(sorted(sel["excluded"].items()))
     sel["n_annotations"] = len(args.annotations)
     write_json(args.out, sel)
@@ -276,14 +374,18 @@ def _run_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise MicrolibError(f"cannot read {args.file}: {exc}") from exc
     if not isinstance(data, dict):
-        raise MicrolibError(f"{args.file} is not a MicroLib prelabelled annotation file (expected an object)")
+        raise MicrolibError(
+            f"{args.file} is not a MicroLib prelabelled annotation file (expected an object)"
+        )
     try:
         cur = curation_from_prelabelled(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise MicrolibError(f"{args.file}: unexpected entry layout: {exc}") from exc
-    header = (f"# Curation imported from {args.file.name} (MicroLib's hand annotations) by\n"
-              "# `microlib annotate import-prelabelled`. Scale-bar boxes are raw-image pixels\n"
-              "# [x0, y0, x1, y1] (half-open); tolerance = MicroLib barcol threshold / 10 grey levels.\n")
+    header = (
+        f"# Curation imported from {args.file.name} (MicroLib's hand annotations) by\n"
+        "# `microlib annotate import-prelabelled`. Scale-bar boxes are raw-image pixels\n"
+        "# [x0, y0, x1, y1] (half-open); tolerance = MicroLib barcol threshold / 10 grey levels.\n"
+    )
     write_text(args.out, header + yaml.safe_dump(cur, sort_keys=False, allow_unicode=True))
     log.info("wrote %d curated entries to %s", len(cur["entries"]), args.out)
     return 0

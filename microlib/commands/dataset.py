@@ -70,18 +70,33 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             for name in ds.names:
                 rec = ds.entry(name)
-                print(f"{name}  {rec.get('data_type') or '?':<10}  "
-                      f"{(rec.get('brief_descr') or '')[:60]:<60}  {rec.get('licence') or ''}")
+                print(
+                    f"{name}  {rec.get('data_type') or '?':<10}  "
+                    f"{(rec.get('brief_descr') or '')[:60]:<60}  {rec.get('licence') or ''}"
+                )
             return 0
         if args.mode == "show":
             print(json.dumps(ds.entry(args.name), indent=2, ensure_ascii=False))
             return 0
         rec = ds.entry(args.name)
-        vol = ds.synthesise(args.name, _size(args.size), seed=args.seed,
-                            periodic=_periodic(args.periodic), device=args.device)
-        io.write_tif(args.out, vol, rec.get("voxel_size_um"),
-                     {"name": args.name, "seed": args.seed, "data_type": rec.get("data_type"),
-                      "n_phases": rec.get("n_phases"),
-                      "phase_grey_values": rec.get("phase_grey_values")})
+        vol = ds.synthesise(
+            args.name,
+            _size(args.size),
+            seed=args.seed,
+            periodic=_periodic(args.periodic),
+            device=args.device,
+        )
+        io.write_tif(
+            args.out,
+            vol,
+            rec.get("voxel_size_um"),
+            {
+                "name": args.name,
+                "seed": args.seed,
+                "data_type": rec.get("data_type"),
+                "n_phases": rec.get("n_phases"),
+                "phase_grey_values": rec.get("phase_grey_values"),
+            },
+        )
         print(f"{args.name}: wrote {args.out} with shape {tuple(vol.shape)}")
     return 0

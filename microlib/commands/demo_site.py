@@ -19,8 +19,12 @@ log = logging.getLogger("microlib.demo_site")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", type=Path, help="folder to write the site into")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed; the same seed writes byte-identical files (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed writes byte-identical files (default 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
     files, truth = demo_site.build_site(args.seed)
     for rel, data in tqdm(sorted(files.items()), desc="demo-site", unit="file", leave=False):
         write_bytes(root / rel, data)
-    log.info("demo library written to %s (seed %d): %d records, %d empty record page(s), "
-             "%d to include, %d to exclude", root, args.seed, len(truth["present"]),
-             len(truth["missing"]), len(truth["included"]), len(truth["excluded"]))
+    log.info(
+        "demo library written to %s (seed %d): %d records, %d empty record page(s), "
+        "%d to include, %d to exclude",
+        root,
+        args.seed,
+        len(truth["present"]),
+        len(truth["missing"]),
+        len(truth["included"]),
+        len(truth["excluded"]),
+    )
     return 0

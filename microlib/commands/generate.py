@@ -19,61 +19,99 @@ log = logging.getLogger("microlib.generate")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="MODEL_DIR",
-                   help="directory with NAME_Gen.pt and NAME_params.json (or the original "
-                        "NAME_params.data, then pass --image-type)")
-    p.add_argument("--size", required=True,
-                   help="edge N, or Z,Y,X (e.g. 320 or 320,320,640)")
+    p.add_argument(
+        "model_dir",
+        metavar="MODEL_DIR",
+        help="directory with NAME_Gen.pt and NAME_params.json (or the original "
+        "NAME_params.data, then pass --image-type)",
+    )
+    p.add_argument("--size", required=True, help="edge N, or Z,Y,X (e.g. 320 or 320,320,640)")
     p.add_argument("--out", required=True, metavar="X.tif", help="output ImageJ TIFF")
-    p.add_argument("--periodic", default="",
-                   help="axes to make seamlessly periodic: e.g. z,y,x or 1,1,0")
+    p.add_argument(
+        "--periodic", default="", help="axes to make seamlessly periodic: e.g. z,y,x or 1,1,0"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--name", help="model name when MODEL_DIR holds several")
-    p.add_argument("--image-type", choices=["nphase", "grayscale", "colour"],
-                   help="required for original SliceGAN model dirs without params.json")
+    p.add_argument(
+        "--image-type",
+        choices=["nphase", "grayscale", "colour"],
+        help="required for original SliceGAN model dirs without params.json",
+    )
     p.add_argument("--voxel-size", type=float, help="micrometres per voxel (default: model's)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--max-memory-gb", type=float,
-                   help="memory budget per tile (default: 70%% of free GPU memory or half "
-                        "the available RAM)")
+    g.add_argument(
+        "--max-memory-gb",
+        type=float,
+        help="memory budget per tile (default: 70%% of free GPU memory or half the available RAM)",
+    )
     g.add_argument("--tile", help="tile edge in voxels (N or Z,Y,X), rounded up to the stride")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-rule-check", action="store_true",
-                   help="load a historical generator that breaks the transposed-convolution "
-                        "rules (no tiling or periodicity then)")
+    p.add_argument(
+        "--no-rule-check",
+        action="store_true",
+        help="load a historical generator that breaks the transposed-convolution "
+        "rules (no tiling or periodicity then)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from microlib.device import resolve_device
     from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
-    from microlib.slicegan.networks import resolve_device
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device).type
-    net, params = load_generator(args.model_dir, device=device, name=args.name,
-                                 image_type=args.image_type, check_rules=not args.no_rule_check)
+    net, params = load_generator(
+        args.model_dir,
+        device=device,
+        name=args.name,
+        image_type=args.image_type,
+        check_rules=not args.no_rule_check,
+    )
     plan = plan_generation(params, args.size, args.periodic)
     for note in plan.notes:
         log.info("%s: %s", params.name, note)
     cells = resolve_tile(net, plan, device, args.tile, args.max_memory_gb)
     t0 = time.perf_counter()
-    with tqdm(total=None, unit="tile", desc=params.name, file=sys.stderr,
-              mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False) as bar:
+    with tqdm(
+        total=None,
+        unit="tile",
+        desc=params.name,
+        file=sys.stderr,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        leave=False,
+    ) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.n = done
             bar.refresh()
 
-        info = generate_to_tif(Path(args.out), net, params, plan.requested, seed=args.seed,
-                               periodic=plan.periodic, device=device,
-                               tile=[c * plan.geometry.stride for c in cells],
-                               voxel_size_um=args.voxel_size, progress=progress)
+        info = generate_to_tif(
+            Path(args.out),
+            net,
+            params,
+            plan.requested,
+            seed=args.seed,
+            periodic=plan.periodic,
+            device=device,
+            tile=[c * plan.geometry.stride for c in cells],
+            voxel_size_um=args.voxel_size,
+            progress=progress,
+        )
     dt = time.perf_counter() - t0
-    log.info("%s: wrote %s: %s voxels (lf %s, %d tile%s) in %.2f s", params.name, args.out,
-             "x".join(map(str, info["size"])), ",".join(map(str, info["latent"])),
-             info["tiles"], "" if info["tiles"] == 1 else "s", dt)
+    log.info(
+        "%s: wrote %s: %s voxels (lf %s, %d tile%s) in %.2f s",
+        params.name,
+        args.out,
+        "x".join(map(str, info["size"])),
+        ",".join(map(str, info["latent"])),
+        info["tiles"],
+        "" if info["tiles"] == 1 else "s",
+        dt,
+    )
     return 0

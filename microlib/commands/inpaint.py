@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from microlib import io as mio
+from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 
 HELP = "fill the scale bar with a patch GAN"
@@ -29,21 +30,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, type=Path, help="segmented/{id}.png")
     parser.add_argument("--mask", required=True, type=Path, help="masks/{id}.png (255 = in-paint)")
     parser.add_argument("--out", required=True, type=Path, help="training/{name}.png")
-    parser.add_argument("--method", choices=("gan", "telea"), default="gan",
-                        help="patch GAN (default) or OpenCV Telea (fast baseline)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA when available, else CPU (default)")
+    parser.add_argument(
+        "--method",
+        choices=("gan", "telea"),
+        default="gan",
+        help="patch GAN (default) or OpenCV Telea (fast baseline)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CUDA when available, else CPU (default)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: the CPUs this process may use)")
-    parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
-                        help="use telea when the GAN cannot run on this image, e.g. no mask-free "
-                             "patch (default: on; the record says so)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the CPUs this process may use)",
+    )
+    parser.add_argument(
+        "--fallback",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use telea when the GAN cannot run on this image, e.g. no mask-free "
+        "patch (default: on; the record says so)",
+    )
     g = parser.add_argument_group("GAN training")
     g.add_argument("--iterations", type=int, default=D["iterations"], help="generator updates")
     g.add_argument("--critic-iters", type=int, default=D["critic_iters"])
     g.add_argument("--batch-size", type=int, default=D["batch_size"])
-    g.add_argument("--patch", type=int, default=D["patch"], help="training patch edge (multiple of 8)")
+    g.add_argument(
+        "--patch", type=int, default=D["patch"], help="training patch edge (multiple of 8)"
+    )
     g.add_argument("--nz", type=int, default=D["nz"], help="latent channels")
     g.add_argument("--width", type=int, default=D["width"], help="network width")
     g.add_argument("--lr", type=float, default=D["lr"])
@@ -51,13 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("filling (latent optimisation)")
     o.add_argument("--opt-steps", type=int, default=D["opt_steps"], help="steps per masked region")
     o.add_argument("--opt-lr", type=float, default=D["opt_lr"])
-    o.add_argument("--opt-restarts", type=int, default=D["opt_restarts"],
-                   help="latents optimised side by side; the best fit wins")
-    o.add_argument("--fraction-weight", type=float, default=D["fraction_weight"],
-                   help="prior pulling the fill's phase fractions towards its context (0: off)")
+    o.add_argument(
+        "--opt-restarts",
+        type=int,
+        default=D["opt_restarts"],
+        help="latents optimised side by side; the best fit wins",
+    )
+    o.add_argument(
+        "--fraction-weight",
+        type=float,
+        default=D["fraction_weight"],
+        help="prior pulling the fill's phase fractions towards its context (0: off)",
+    )
     o.add_argument("--context", type=int, default=D["context"], help="known pixels around a region")
-    o.add_argument("--group-gap", type=int, default=D["group_gap"],
-                   help="mask components closer than this are filled together")
+    o.add_argument(
+        "--group-gap",
+        type=int,
+        default=D["group_gap"],
+        help="mask components closer than this are filled together",
+    )
     parser.add_argument("--telea-radius", type=float, default=5.0)
 
 
@@ -76,7 +107,10 @@ def _read_mask(path: Path, entry: str) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise MicrolibError(f"cannot read mask {path}: {exc}", entry=entry) from exc
     if mask.ndim == 3:
-        if not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])):
+        if not (
+            np.array_equal(mask[..., 0], mask[..., 1])
+            and np.array_equal(mask[..., 0], mask[..., 2])
+        ):
             raise MicrolibError(f"mask {path} is a colour image; expected 0/255 grey", entry=entry)
         mask = mask[..., 0]
     return mask
@@ -102,15 +136,20 @@ def run(args: argparse.Namespace) -> int:
     data_type, n_phases = meta.get("data_type"), meta.get("n_phases")
     if not data_type:
         data_type, n_phases = ip.infer_data_type(image)
-        log.warning("%s: %s has no microlib metadata; treating it as %s (%d)", entry, args.image,
-                    data_type, n_phases)
+        log.warning(
+            "%s: %s has no microlib metadata; treating it as %s (%d)",
+            entry,
+            args.image,
+            data_type,
+            n_phases,
+        )
     elif data_type in ip.NPHASE_TYPES and not n_phases:
         n_phases = int(image.max()) + 1
     n_phases = int(n_phases or (3 if data_type == "colour" else 1))
 
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(int(threads), 1))
-    device = ip.resolve_device(args.device)
+    device = resolve_device(args.device).type
     if args.device == "cuda" and device == "cpu":
         log.warning("%s: CUDA requested but not available; running on the CPU", entry)
 
@@ -119,8 +158,16 @@ def run(args: argparse.Namespace) -> int:
     except MicrolibError as exc:
         raise MicrolibError(exc.reason, entry=entry) from exc
     n_masked = int(m.sum())
-    log.info("%s: %s %s, %d masked pixels (%.2f %%), method %s on %s", entry, data_type,
-             "x".join(map(str, image.shape)), n_masked, 100.0 * n_masked / m.size, args.method, device)
+    log.info(
+        "%s: %s %s, %d masked pixels (%.2f %%), method %s on %s",
+        entry,
+        data_type,
+        "x".join(map(str, image.shape)),
+        n_masked,
+        100.0 * n_masked / m.size,
+        args.method,
+        device,
+    )
 
     params = {k: getattr(args, k) for k in ip.GAN_DEFAULTS}
     regions = len(ip.mask_regions(m, args.group_gap)) if n_masked else 0
@@ -131,31 +178,61 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         total = args.iterations + regions * args.opt_steps
-        with tqdm(total=total, desc=f"inpaint {entry}", unit="step", file=sys.stderr,
-                  mininterval=0.5 if sys.stderr.isatty() else 15.0, leave=False) as bar:
+        with tqdm(
+            total=total,
+            desc=f"inpaint {entry}",
+            unit="step",
+            file=sys.stderr,
+            mininterval=0.5 if sys.stderr.isatty() else 15.0,
+            leave=False,
+        ) as bar:
             try:
-                out, info = ip.inpaint(image, m, data_type=data_type, n_phases=n_phases, method="gan",
-                                       seed=args.seed, device=device, progress=bar.update, **params)
+                out, info = ip.inpaint(
+                    image,
+                    m,
+                    data_type=data_type,
+                    n_phases=n_phases,
+                    method="gan",
+                    seed=args.seed,
+                    device=device,
+                    progress=bar.update,
+                    **params,
+                )
             except MicrolibError as exc:
                 if not args.fallback:
                     raise MicrolibError(exc.reason, entry=entry) from exc
                 fallback_reason = exc.reason
                 method = "telea"
-                log.warning("%s: GAN in-painting impossible (%s); falling back to telea", entry, exc.reason)
+                log.warning(
+                    "%s: GAN in-painting impossible (%s); falling back to telea", entry, exc.reason
+                )
     if method != "gan":
-        out, info = ip.inpaint(image, m, data_type=data_type, n_phases=n_phases, method=method,
-                               telea_radius=args.telea_radius)
+        out, info = ip.inpaint(
+            image,
+            m,
+            data_type=data_type,
+            n_phases=n_phases,
+            method=method,
+            telea_radius=args.telea_radius,
+        )
     seconds = time.perf_counter() - t0
 
     # the hard contract of this stage, checked before anything is written
     if out.shape != image.shape or out.dtype != np.uint8 or not np.array_equal(out[~m], image[~m]):
         raise MicrolibError("in-painting changed pixels outside the mask (bug)", entry=entry)
 
-    record = {"method": info["method"], "masked_pixels": n_masked, "regions": regions,
-              "seed": args.seed, "seconds": round(seconds, 2)}
+    record = {
+        "method": info["method"],
+        "masked_pixels": n_masked,
+        "regions": regions,
+        "seed": args.seed,
+        "seconds": round(seconds, 2),
+    }
     if info["method"] == "gan":
         record.update(
-            iterations=args.iterations, opt_steps=args.opt_steps, device=device,
+            iterations=args.iterations,
+            opt_steps=args.opt_steps,
+            device=device,
             params={k: v for k, v in params.items() if k not in ("iterations", "opt_steps")},
             wasserstein=info["training"]["wasserstein"],
             patches_eligible=info["training"]["patches_eligible"],

@@ -29,8 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmented", type=Path, default=None, help="segmented/{id}.png")
     parser.add_argument("--mask", type=Path, default=None, help="masks/{id}.png")
     parser.add_argument("--frames", type=int, default=36, help="frames per animation (default 36)")
-    parser.add_argument("--size", type=int, default=256,
-                        help="animation frame edge and preview tile height in px (default 256)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        help="animation frame edge and preview tile height in px (default 256)",
+    )
     parser.add_argument("--duration", type=int, default=80, help="ms per GIF frame (default 80)")
     parser.add_argument("--elevation", type=float, default=30.0, help="camera elevation in degrees")
 
@@ -62,18 +66,27 @@ def run(args: argparse.Namespace) -> int:
     n_phases = int(n_phases or 1)
     expected_ndim = 4 if data_type == "colour" else 3
     if volume.ndim != expected_ndim or volume.dtype != np.uint8 or min(volume.shape[:3]) < 2:
-        raise MicrolibError(f"volume must be a uint8 {'(Z, Y, X, 3)' if expected_ndim == 4 else '(Z, Y, X)'}"
-                            f" array, got {volume.dtype} {volume.shape}", entry=entry)
+        raise MicrolibError(
+            f"volume must be a uint8 {'(Z, Y, X, 3)' if expected_ndim == 4 else '(Z, Y, X)'}"
+            f" array, got {volume.dtype} {volume.shape}",
+            entry=entry,
+        )
     colour = M.colouriser(data_type, n_phases)
     nearest = data_type in NPHASE_TYPES
     out = args.out_dir
     t0 = time.perf_counter()
 
-    mio.write_png(out / f"{entry}_preview.png", M.preview(image, volume, colour, size=args.size,
-                                                          nearest=nearest))
-    frames = M.rotation_frames(volume, colour, frames=args.frames, size=args.size, elevation=args.elevation)
+    mio.write_png(
+        out / f"{entry}_preview.png",
+        M.preview(image, volume, colour, size=args.size, nearest=nearest),
+    )
+    frames = M.rotation_frames(
+        volume, colour, frames=args.frames, size=args.size, elevation=args.elevation
+    )
     mio.write_bytes(out / f"{entry}_rotation.gif", M.encode_gif(frames, args.duration))
-    frames = M.slicing_frames(volume, colour, frames=args.frames, size=args.size, elevation=args.elevation)
+    frames = M.slicing_frames(
+        volume, colour, frames=args.frames, size=args.size, elevation=args.elevation
+    )
     mio.write_bytes(out / f"{entry}_slicing.gif", M.encode_gif(frames, args.duration))
     written = ["preview.png", "rotation.gif", "slicing.gif"]
 
@@ -83,9 +96,14 @@ def run(args: argparse.Namespace) -> int:
         if mask.ndim == 3:
             mask = mask[..., 0]
         if segmented.shape != image.shape or mask.shape != image.shape[:2]:
-            raise MicrolibError(f"segmented {segmented.shape}, mask {mask.shape} and training image "
-                                f"{image.shape} differ in size", entry=entry)
+            raise MicrolibError(
+                f"segmented {segmented.shape}, mask {mask.shape} and training image "
+                f"{image.shape} differ in size",
+                entry=entry,
+            )
         mio.write_png(out / f"{entry}_inpaint.png", M.inpaint_panel(segmented, mask, image, colour))
         written.append("inpaint.png")
-    log.info("%s: wrote %s in %s (%.1f s)", entry, ", ".join(written), out, time.perf_counter() - t0)
+    log.info(
+        "%s: wrote %s in %s (%.1f s)", entry, ", ".join(written), out, time.perf_counter() - t0
+    )
     return 0

@@ -88,20 +88,30 @@ def _entry(args: argparse.Namespace) -> int:
     try:
         original = io.read_image(args.raw_image)
     except OSError as exc:
-        raise MicrolibError(f"cannot read the raw image {args.raw_image}: {exc}", entry=name) from exc
-    io.write_png(out / f"{name}_original.png", original,
-                 {"id": io.entry_id(name), "source_sha256": raw_meta.get("image_sha256")})
+        raise MicrolibError(
+            f"cannot read the raw image {args.raw_image}: {exc}", entry=name
+        ) from exc
+    io.write_png(
+        out / f"{name}_original.png",
+        original,
+        {"id": io.entry_id(name), "source_sha256": raw_meta.get("image_sha256")},
+    )
 
-    files = sorted({p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
-                   | {f"{name}_metadata.json"})
+    files = sorted(
+        {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+        | {f"{name}_metadata.json"}
+    )
     record = entry_record(name, raw_meta, annotation, params, metrics, files)
     metadata = {
         "record": record,
         "provenance": {
-            "raw": {k: raw_meta.get(k) for k in ("record_url", "image_url", "image_sha256",
-                                                  "retrieved")},
-            "annotation": {k: annotation.get(k) for k in ("source", "crop", "scale_bar",
-                                                         "data_type", "phases", "filters")},
+            "raw": {
+                k: raw_meta.get(k) for k in ("record_url", "image_url", "image_sha256", "retrieved")
+            },
+            "annotation": {
+                k: annotation.get(k)
+                for k in ("source", "crop", "scale_bar", "data_type", "phases", "filters")
+            },
             "training": params.get("training"),
         },
     }
@@ -128,16 +138,19 @@ def _dataset(args: argparse.Namespace) -> int:
     excluded = excluded_records(selection, index)
     io.write_json(args.dataset_dir / "data_anns.json", anns)
     io.write_json(args.dataset_dir / "excluded.json", excluded)
-    stale = sorted(p.name for p in args.dataset_dir.iterdir()
-                   if p.is_dir() and p.name not in set(names))
+    stale = sorted(
+        p.name for p in args.dataset_dir.iterdir() if p.is_dir() and p.name not in set(names)
+    )
     if stale:
-        log.warning("left out of data_anns.json and the zip (no longer included): %s",
-                    ", ".join(stale))
+        log.warning(
+            "left out of data_anns.json and the zip (no longer included): %s", ", ".join(stale)
+        )
     if args.zip:
         with contextlib.suppress(FileNotFoundError):
             args.zip.unlink()  # never leave an old archive that looks current
         members = write_zip(args.dataset_dir, args.zip, names)
-        log.info("wrote %s (%d members, %.1f MB)", args.zip, len(members),
-                 args.zip.stat().st_size / 1e6)
+        log.info(
+            "wrote %s (%d members, %.1f MB)", args.zip, len(members), args.zip.stat().st_size / 1e6
+        )
     print(f"package: {len(anns)} entries in data_anns.json, {len(excluded)} excluded")
     return 0

@@ -54,8 +54,9 @@ HELP = "download DoITPoMS records and images (polite, resumable, cached)"
 log = logging.getLogger("microlib.scrape")
 
 PRODUCT = "microlib"
-DEFAULT_USER_AGENT = (f"{PRODUCT}/{__version__} "
-                      "(MicroLib 3D microstructure dataset builder; research use)")
+DEFAULT_USER_AGENT = (
+    f"{PRODUCT}/{__version__} (MicroLib 3D microstructure dataset builder; research use)"
+)
 MAX_REDIRECTS = 5
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
 INDEX_NAME = "index.json"
@@ -75,12 +76,12 @@ VOLATILE_FIELDS = ("retrieved", "record_url", "image_url")
 class ScrapeOptions:
     """Politeness and robustness knobs (the CLI flags of the same names)."""
 
-    rate: float = 1.0                  # requests per second (minimum start interval 1/rate)
-    connect_timeout: float = 10.0      # seconds
-    read_timeout: float = 30.0         # seconds between bytes
-    retries: int = 4                   # extra attempts after the first
-    backoff: float = 1.0               # first retry wait; doubles every attempt
-    max_retry_after: float = 300.0     # longest Retry-After we wait for
+    rate: float = 1.0  # requests per second (minimum start interval 1/rate)
+    connect_timeout: float = 10.0  # seconds
+    read_timeout: float = 30.0  # seconds between bytes
+    retries: int = 4  # extra attempts after the first
+    backoff: float = 1.0  # first retry wait; doubles every attempt
+    max_retry_after: float = 300.0  # longest Retry-After we wait for
     max_bytes: int = 64 * 1024 * 1024  # per response body
     user_agent: str = DEFAULT_USER_AGENT
 
@@ -134,8 +135,9 @@ class Fetcher:
         robots.txt ``Crawl-delay``; the start interval is the larger of it and 1/rate.
     """
 
-    def __init__(self, options: ScrapeOptions, crawl_delay: float | None = None,
-                 trust_env: bool = True):
+    def __init__(
+        self, options: ScrapeOptions, crawl_delay: float | None = None, trust_env: bool = True
+    ):
         import requests
 
         self.options = options
@@ -162,8 +164,9 @@ class Fetcher:
                 time.sleep(wait)
         self._last_start = time.monotonic()
 
-    def get(self, url: str, headers: dict[str, str] | None = None,
-            max_bytes: int | None = None) -> Response:
+    def get(
+        self, url: str, headers: dict[str, str] | None = None, max_bytes: int | None = None
+    ) -> Response:
         """GET ``url`` with retries; any final HTTP status is returned, not raised.
 
         Raises
@@ -177,7 +180,7 @@ class Fetcher:
         attempts = opts.retries + 1
         last = ""
         for attempt in range(attempts):
-            wait = min(opts.backoff * (2 ** attempt), 600.0)
+            wait = min(opts.backoff * (2**attempt), 600.0)
             try:
                 resp = self._follow(url, headers or {}, max_bytes or opts.max_bytes)
             except _Transient as exc:
@@ -191,13 +194,15 @@ class Fetcher:
                     if retry_after > opts.max_retry_after:
                         raise FetchError(
                             f"HTTP {resp.status} with Retry-After {retry_after:.0f} s "
-                            f"(> --max-retry-after {opts.max_retry_after:g} s)")
+                            f"(> --max-retry-after {opts.max_retry_after:g} s)"
+                        )
                     wait = max(wait, retry_after)
                     last += f" (Retry-After {retry_after:g} s)"
             if attempt + 1 < attempts:
                 self.stats.retries += 1
-                log.debug("%s: %s; retry %d/%d in %.2f s", url, last, attempt + 1,
-                          opts.retries, wait)
+                log.debug(
+                    "%s: %s; retry %d/%d in %.2f s", url, last, attempt + 1, opts.retries, wait
+                )
                 time.sleep(wait)
         raise FetchError(f"{last} after {attempts} attempt{'s' * (attempts > 1)}")
 
@@ -216,38 +221,49 @@ class Fetcher:
             current = target
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
-    def _once(self, url: str, headers: dict[str, str],
-              max_bytes: int) -> tuple[Response, str | None]:
+    def _once(
+        self, url: str, headers: dict[str, str], max_bytes: int
+    ) -> tuple[Response, str | None]:
         import requests
 
         opts = self.options
         self._wait_turn()
         self.stats.requests += 1
         try:
-            with self.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                  timeout=(opts.connect_timeout, opts.read_timeout)) as r:
+            with self.session.get(
+                url,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(opts.connect_timeout, opts.read_timeout),
+            ) as r:
                 hdrs = dict(r.headers)
                 if r.is_redirect:
                     return Response(r.status_code, hdrs, b"", url), r.headers["Location"]
                 length = r.headers.get("Content-Length")
                 if length is not None and length.strip().isdigit() and int(length) > max_bytes:
-                    raise FetchError(f"response too large: Content-Length {int(length)} "
-                                     f"> --max-bytes {max_bytes}")
+                    raise FetchError(
+                        f"response too large: Content-Length {int(length)} "
+                        f"> --max-bytes {max_bytes}"
+                    )
                 body = bytearray()
                 for chunk in r.iter_content(chunk_size=64 * 1024):
                     body += chunk
                     self.stats.bytes += len(chunk)
                     if len(body) > max_bytes:
-                        raise FetchError(f"response too large: more than {max_bytes} bytes "
-                                         "(--max-bytes)")
+                        raise FetchError(
+                            f"response too large: more than {max_bytes} bytes (--max-bytes)"
+                        )
                 return Response(r.status_code, hdrs, bytes(body), url), None
         except requests.exceptions.SSLError as exc:
             raise FetchError(f"TLS error: {_short(exc)}") from None
         except requests.exceptions.Timeout as exc:
             kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
             raise _Transient(f"{kind} timeout") from None
-        except (requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             # a read timeout while streaming the body surfaces as ConnectionError
             text = _short(exc)
             reason = "read timeout" if "timed out" in text.lower() else f"connection error: {text}"
@@ -283,8 +299,9 @@ def load_index(path: Path) -> dict[str, Any]:
     try:
         index = mio.read_json(path)
     except (OSError, ValueError) as exc:
-        raise MicrolibError(f"unreadable index ({exc}); move it away to start afresh",
-                            entry=str(path)) from None
+        raise MicrolibError(
+            f"unreadable index ({exc}); move it away to start afresh", entry=str(path)
+        ) from None
     if not isinstance(index, dict) or not isinstance(index.get("entries", {}), dict):
         raise MicrolibError("not a scrape index (no 'entries' object)", entry=str(path))
     index.setdefault("entries", {})
@@ -309,17 +326,19 @@ class ScrapeReport:
     """Outcome of one run over the requested ids (not the whole index)."""
 
     present: int = 0
-    downloaded: int = 0   # images transferred (200) and kept or found identical
-    cached: int = 0       # images revalidated without a transfer (304)
+    downloaded: int = 0  # images transferred (200) and kept or found identical
+    cached: int = 0  # images revalidated without a transfer (304)
     missing: int = 0
     failed: int = 0
-    written: int = 0      # ids whose .jpg or .json was (re)written
+    written: int = 0  # ids whose .jpg or .json was (re)written
     failures: dict[str, str] = field(default_factory=dict)
     stats: FetchStats = field(default_factory=FetchStats)
 
     def summary(self) -> str:
-        return (f"scrape: {self.present} present ({self.downloaded} images downloaded, "
-                f"{self.cached} cached), {self.missing} missing, {self.failed} failed")
+        return (
+            f"scrape: {self.present} present ({self.downloaded} images downloaded, "
+            f"{self.cached} cached), {self.missing} missing, {self.failed} failed"
+        )
 
 
 def _conditional(entry: dict, prefix: str) -> dict[str, str]:
@@ -379,8 +398,9 @@ def _out_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise MicrolibError("another `microlib scrape` is writing this folder",
-                                entry=str(out)) from None
+            raise MicrolibError(
+                "another `microlib scrape` is writing this folder", entry=str(out)
+            ) from None
         try:
             yield
         finally:
@@ -400,8 +420,15 @@ class _Outcome:
         self.status, self.reason, self.extra = status, reason, extra
 
 
-def _scrape_one(fetcher: Fetcher, robots: RobotsRules, base_url: str, n: int, out: Path,
-                prev: dict, report: ScrapeReport) -> _Outcome:
+def _scrape_one(
+    fetcher: Fetcher,
+    robots: RobotsRules,
+    base_url: str,
+    n: int,
+    out: Path,
+    prev: dict,
+    report: ScrapeReport,
+) -> _Outcome:
     id6 = mio.entry_id(n)
     jpg, js = out / f"{id6}.jpg", out / f"{id6}.json"
     rurl, iurl = record_url(base_url, n), image_url(base_url, n)
@@ -432,8 +459,9 @@ def _scrape_one(fetcher: Fetcher, robots: RobotsRules, base_url: str, n: int, ou
     if not robots.allowed(iurl):
         return _Outcome("failed", f"disallowed by robots.txt: {urlsplit(iurl).path}")
     # revalidate only an intact local copy; anything else is fetched in full
-    conditional = (have_local and prev.get("image_sha256")
-                   and mio.sha256_file(jpg) == prev["image_sha256"])
+    conditional = (
+        have_local and prev.get("image_sha256") and mio.sha256_file(jpg) == prev["image_sha256"]
+    )
     try:
         img = fetcher.get(iurl, _conditional(prev, "image") if conditional else None)
     except FetchError as exc:
@@ -444,16 +472,21 @@ def _scrape_one(fetcher: Fetcher, robots: RobotsRules, base_url: str, n: int, ou
     elif img.status == 200:
         ctype = img.headers.get("Content-Type", "")
         if ctype.lower().startswith("text/") or "html" in ctype.lower():
-            return _Outcome("failed", f"image: {ctype.split(';')[0]} served where an image "
-                                      "was expected")
+            return _Outcome(
+                "failed", f"image: {ctype.split(';')[0]} served where an image was expected"
+            )
         try:
             info = validate_image(img.body)
         except MicrolibError as exc:
             return _Outcome("failed", f"image: {exc.reason}")
         data = img.body
-        image_fields = {"image_sha256": mio.sha256_bytes(data), "image_bytes": len(data),
-                        "image_width": info.width, "image_height": info.height,
-                        "image_format": info.format}
+        image_fields = {
+            "image_sha256": mio.sha256_bytes(data),
+            "image_bytes": len(data),
+            "image_width": info.width,
+            "image_height": info.height,
+            "image_format": info.format,
+        }
         report.downloaded += 1
     else:
         return _Outcome("failed", f"image: HTTP {img.status}")
@@ -461,8 +494,11 @@ def _scrape_one(fetcher: Fetcher, robots: RobotsRules, base_url: str, n: int, ou
         report.cached += 1
 
     meta: dict[str, Any] = {
-        "id": int(n), "id6": id6, "name": mio.entry_name(n),
-        "record_url": rurl, "image_url": iurl,
+        "id": int(n),
+        "id6": id6,
+        "name": mio.entry_name(n),
+        "record_url": rurl,
+        "image_url": iurl,
         **{k: record.get(k) for k in _RECORD_FIELDS},
         **image_fields,
         "retrieved": _now(),
@@ -480,26 +516,52 @@ def _scrape_one(fetcher: Fetcher, robots: RobotsRules, base_url: str, n: int, ou
 
     def validators(resp: Response, prefix: str) -> dict[str, str | None]:
         if resp.status == 304:  # keep what we had unless the server sent new ones
-            return {f"{prefix}_etag": resp.headers.get("ETag") or prev.get(f"{prefix}_etag"),
-                    f"{prefix}_last_modified": resp.headers.get("Last-Modified")
-                    or prev.get(f"{prefix}_last_modified")}
-        return {f"{prefix}_etag": resp.headers.get("ETag"),
-                f"{prefix}_last_modified": resp.headers.get("Last-Modified")}
+            return {
+                f"{prefix}_etag": resp.headers.get("ETag") or prev.get(f"{prefix}_etag"),
+                f"{prefix}_last_modified": resp.headers.get("Last-Modified")
+                or prev.get(f"{prefix}_last_modified"),
+            }
+        return {
+            f"{prefix}_etag": resp.headers.get("ETag"),
+            f"{prefix}_last_modified": resp.headers.get("Last-Modified"),
+        }
 
-    return _Outcome("present", None, **validators(page, "record"), **validators(img, "image"),
-                    image_sha256=image_fields["image_sha256"], downloaded=data is not None)
+    return _Outcome(
+        "present",
+        None,
+        **validators(page, "record"),
+        **validators(img, "image"),
+        image_sha256=image_fields["image_sha256"],
+        downloaded=data is not None,
+    )
 
 
-_RECORD_FIELDS = ("brief_descr", "keywords", "category", "element", "composition",
-                  "technique", "long desc", "contributor", "organisation", "licence",
-                  "licence_url")
+_RECORD_FIELDS = (
+    "brief_descr",
+    "keywords",
+    "category",
+    "element",
+    "composition",
+    "technique",
+    "long desc",
+    "contributor",
+    "organisation",
+    "licence",
+    "licence_url",
+)
 _IMAGE_FIELDS = ("image_sha256", "image_bytes", "image_width", "image_height", "image_format")
 
 
-def scrape(base_url: str, ids: list[int], out_dir: str | Path,
-           options: ScrapeOptions | None = None, *, ids_spec: str | None = None,
-           on_entry: Callable[[str, dict], None] | None = None,
-           progress: bool = False) -> ScrapeReport:
+def scrape(
+    base_url: str,
+    ids: list[int],
+    out_dir: str | Path,
+    options: ScrapeOptions | None = None,
+    *,
+    ids_spec: str | None = None,
+    on_entry: Callable[[str, dict], None] | None = None,
+    progress: bool = False,
+) -> ScrapeReport:
     """Scrape ``ids`` from the DoITPoMS-shaped site at ``base_url`` into ``out_dir``.
 
     Parameters
@@ -555,8 +617,15 @@ def scrape(base_url: str, ids: list[int], out_dir: str | Path,
             robots = _fetch_robots(fetcher, base_url)
             if robots.crawl_delay:
                 fetcher.set_crawl_delay(robots.crawl_delay)
-            bar = tqdm(total=len(ids), desc="scrape", unit="id", file=sys.stderr,
-                       disable=not progress, mininterval=0.5, dynamic_ncols=True)
+            bar = tqdm(
+                total=len(ids),
+                desc="scrape",
+                unit="id",
+                file=sys.stderr,
+                disable=not progress,
+                mininterval=0.5,
+                dynamic_ncols=True,
+            )
             with bar:
                 for n in ids:
                     id6 = mio.entry_id(n)
@@ -565,11 +634,23 @@ def scrape(base_url: str, ids: list[int], out_dir: str | Path,
                     entry: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
                     if outcome.status == "present":
                         report.present += 1
-                        entry.update({k: outcome.extra[k] for k in (
-                            "record_etag", "record_last_modified", "image_etag",
-                            "image_last_modified", "image_sha256")})
-                        log.debug("%s: present (%s)", id6,
-                                  "downloaded" if outcome.extra["downloaded"] else "cached")
+                        entry.update(
+                            {
+                                k: outcome.extra[k]
+                                for k in (
+                                    "record_etag",
+                                    "record_last_modified",
+                                    "image_etag",
+                                    "image_last_modified",
+                                    "image_sha256",
+                                )
+                            }
+                        )
+                        log.debug(
+                            "%s: present (%s)",
+                            id6,
+                            "downloaded" if outcome.extra["downloaded"] else "cached",
+                        )
                     elif outcome.status == "missing":
                         report.missing += 1
                         log.debug("%s: missing (%s)", id6, outcome.reason)
@@ -580,15 +661,24 @@ def scrape(base_url: str, ids: list[int], out_dir: str | Path,
                     entry["checked"] = _now()
                     entries[id6] = entry
                     current = {
-                        "base_url": base_url, "ids": ids_spec or _spec_of(ids),
-                        "updated": entry["checked"], "counts": index_counts(entries),
-                        "entries": entries}
+                        "base_url": base_url,
+                        "ids": ids_spec or _spec_of(ids),
+                        "updated": entry["checked"],
+                        "counts": index_counts(entries),
+                        "entries": entries,
+                    }
                     mio.write_json(index_path, current)
                     mio.write_json(cache_path, current)
                     # a dict keeps this order; keyword arguments would be sorted by name
-                    bar.set_postfix({"fetched": report.downloaded, "cached": report.cached,
-                                     "missing": report.missing, "failed": report.failed},
-                                    refresh=False)
+                    bar.set_postfix(
+                        {
+                            "fetched": report.downloaded,
+                            "cached": report.cached,
+                            "missing": report.missing,
+                            "failed": report.failed,
+                        },
+                        refresh=False,
+                    )
                     bar.update(1)
                     if on_entry is not None:
                         on_entry(id6, entry)
@@ -614,34 +704,86 @@ def _spec_of(ids: list[int]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ScrapeOptions()
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--base-url", metavar="URL",
-                     help="the site's /miclib/ folder, e.g. https://www.doitpoms.ac.uk/miclib/")
-    src.add_argument("--serve", metavar="DIR", type=Path,
-                     help="serve a DoITPoMS-shaped folder on 127.0.0.1 and scrape it")
-    parser.add_argument("--ids", required=True, metavar="SPEC",
-                        help="ids to visit, e.g. 1-1100,1205")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="output folder ({id6}.jpg, {id6}.json, index.json)")
-    parser.add_argument("--rate", type=float, default=d.rate, metavar="REQ_PER_S",
-                        help=f"maximum requests per second (default {d.rate:g})")
-    parser.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
-                        metavar="S", help=f"default {d.connect_timeout:g} s")
-    parser.add_argument("--read-timeout", type=float, default=d.read_timeout, metavar="S",
-                        help=f"longest silence while reading (default {d.read_timeout:g} s)")
-    parser.add_argument("--retries", type=int, default=d.retries, metavar="N",
-                        help=f"retries on timeouts, connection errors, 429, 5xx "
-                             f"(default {d.retries})")
-    parser.add_argument("--backoff", type=float, default=d.backoff, metavar="S",
-                        help=f"first retry wait, doubled each time (default {d.backoff:g} s)")
-    parser.add_argument("--max-retry-after", type=float, default=d.max_retry_after,
-                        metavar="S", help="longest Retry-After honoured; beyond it the id "
-                                          f"fails (default {d.max_retry_after:g} s)")
-    parser.add_argument("--max-bytes", type=int, default=d.max_bytes, metavar="N",
-                        help=f"largest response body (default {d.max_bytes})")
-    parser.add_argument("--user-agent", default=d.user_agent, metavar="UA",
-                        help=f"default {d.user_agent!r}")
-    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
-                        help="exit 1 when any id failed (default: record them and exit 0)")
+    src.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the site's /miclib/ folder, e.g. https://www.doitpoms.ac.uk/miclib/",
+    )
+    src.add_argument(
+        "--serve",
+        metavar="DIR",
+        type=Path,
+        help="serve a DoITPoMS-shaped folder on 127.0.0.1 and scrape it",
+    )
+    parser.add_argument(
+        "--ids", required=True, metavar="SPEC", help="ids to visit, e.g. 1-1100,1205"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="output folder ({id6}.jpg, {id6}.json, index.json)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=d.rate,
+        metavar="REQ_PER_S",
+        help=f"maximum requests per second (default {d.rate:g})",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=d.connect_timeout,
+        metavar="S",
+        help=f"default {d.connect_timeout:g} s",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=d.read_timeout,
+        metavar="S",
+        help=f"longest silence while reading (default {d.read_timeout:g} s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=d.retries,
+        metavar="N",
+        help=f"retries on timeouts, connection errors, 429, 5xx (default {d.retries})",
+    )
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=d.backoff,
+        metavar="S",
+        help=f"first retry wait, doubled each time (default {d.backoff:g} s)",
+    )
+    parser.add_argument(
+        "--max-retry-after",
+        type=float,
+        default=d.max_retry_after,
+        metavar="S",
+        help="longest Retry-After honoured; beyond it the id "
+        f"fails (default {d.max_retry_after:g} s)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=d.max_bytes,
+        metavar="N",
+        help=f"largest response body (default {d.max_bytes})",
+    )
+    parser.add_argument(
+        "--user-agent", default=d.user_agent, metavar="UA", help=f"default {d.user_agent!r}"
+    )
+    parser.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="exit 1 when any id failed (default: record them and exit 0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -651,10 +793,16 @@ def run(args: argparse.Namespace) -> int:
         raise MicrolibError(f"bad --ids {args.ids!r}: {exc}") from None
     if not ids:
         raise MicrolibError(f"--ids {args.ids!r} names no id")
-    options = ScrapeOptions(rate=args.rate, connect_timeout=args.connect_timeout,
-                            read_timeout=args.read_timeout, retries=args.retries,
-                            backoff=args.backoff, max_retry_after=args.max_retry_after,
-                            max_bytes=args.max_bytes, user_agent=args.user_agent)
+    options = ScrapeOptions(
+        rate=args.rate,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        retries=args.retries,
+        backoff=args.backoff,
+        max_retry_after=args.max_retry_after,
+        max_bytes=args.max_bytes,
+        user_agent=args.user_agent,
+    )
     with contextlib.ExitStack() as stack:
         base_url = args.base_url
         if args.serve is not None:

@@ -31,12 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotation", type=Path, required=True, help="annotations/{id}.json")
     parser.add_argument("--out-image", type=Path, required=True, help="segmented/{id}.png to write")
     parser.add_argument("--out-mask", type=Path, required=True, help="masks/{id}.png to write")
-    parser.add_argument("--denoise", choices=DENOISE_METHODS, default="median",
-                        help="light denoising before thresholding (n-phase only; default median)")
-    parser.add_argument("--denoise-size", type=float, default=3,
-                        help="median window or three Gaussian sigmas, px (default 3)")
-    parser.add_argument("--halos", action=argparse.BooleanOptionalAction, default=True,
-                        help="remove blurred-transition rims of intermediate phases (3+ phases; default on)")
+    parser.add_argument(
+        "--denoise",
+        choices=DENOISE_METHODS,
+        default="median",
+        help="light denoising before thresholding (n-phase only; default median)",
+    )
+    parser.add_argument(
+        "--denoise-size",
+        type=float,
+        default=3,
+        help="median window or three Gaussian sigmas, px (default 3)",
+    )
+    parser.add_argument(
+        "--halos",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="remove blurred-transition rims of intermediate phases (3+ phases; default on)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, AttributeError) as exc:
         raise MicrolibError(f"annotation {args.annotation} names no valid entry id") from exc
     if not ann.get("included", False):
-        log.warning("%s: segmenting an entry the annotation excludes (%s)", ident,
-                    "; ".join(ann.get("reasons") or []))
+        log.warning(
+            "%s: segmenting an entry the annotation excludes (%s)",
+            ident,
+            "; ".join(ann.get("reasons") or []),
+        )
     try:
         img = read_image(args.image)
     except FileNotFoundError as exc:
@@ -61,16 +76,37 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, SyntaxError) as exc:
         raise MicrolibError(f"cannot decode {args.image}: {exc}", entry=ident) from exc
     try:
-        res = segment_image(img, ann, method=args.denoise, size=args.denoise_size, halos=args.halos, entry=ident)
+        res = segment_image(
+            img, ann, method=args.denoise, size=args.denoise_size, halos=args.halos, entry=ident
+        )
     except ValueError as exc:
         raise MicrolibError(str(exc), entry=ident) from exc
-    meta = {"id": ident, "data_type": res["data_type"], "n_phases": res["n_phases"],
-            "phase_grey_values": res["phase_grey_values"], "voxel_size_um": ann.get("voxel_size_um")}
+    meta = {
+        "id": ident,
+        "data_type": res["data_type"],
+        "n_phases": res["n_phases"],
+        "phase_grey_values": res["phase_grey_values"],
+        "voxel_size_um": ann.get("voxel_size_um"),
+    }
     write_png(args.out_image, res["image"], meta)
-    write_png(args.out_mask, res["mask"], {"id": ident, "kind": "scale_bar_mask",
-                                           "dilation_px": (ann.get("scale_bar") or {}).get("dilation_px", 1)})
+    write_png(
+        args.out_mask,
+        res["mask"],
+        {
+            "id": ident,
+            "kind": "scale_bar_mask",
+            "dilation_px": (ann.get("scale_bar") or {}).get("dilation_px", 1),
+        },
+    )
     masked = float((res["mask"] > 0).mean())
     extra = f", fractions {res['fractions']}" if res["fractions"] else ""
-    log.info("%s: %s %dx%d, %.2f%% masked%s", ident, res["data_type"], res["image"].shape[1],
-             res["image"].shape[0], 100 * masked, extra)
+    log.info(
+        "%s: %s %dx%d, %.2f%% masked%s",
+        ident,
+        res["data_type"],
+        res["image"].shape[1],
+        res["image"].shape[0],
+        100 * masked,
+        extra,
+    )
     return 0

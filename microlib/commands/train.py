@@ -32,27 +32,45 @@ from microlib.errors import MicrolibError
 HELP = "train a SliceGAN generator"
 log = logging.getLogger("microlib.train")
 
-LOG_COLUMNS = ["iteration", "critic_loss", "generator_loss", "wasserstein", "gp", "elapsed_s",
-               "it_per_s"]
+LOG_COLUMNS = [
+    "iteration",
+    "critic_loss",
+    "generator_loss",
+    "wasserstein",
+    "gp",
+    "elapsed_s",
+    "it_per_s",
+]
 STATE_FILE = "state.pt"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="training image (PNG/TIFF), three images for anisotropic training "
-                        "(sections normal to Z, Y, X), or one 3D .tif of labels")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="training image (PNG/TIFF), three images for anisotropic training "
+        "(sections normal to Z, Y, X), or one 3D .tif of labels",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory")
     p.add_argument("--name", help="model name (default: stem of the first image)")
-    p.add_argument("--preset", default="microlib", choices=["microlib", "table1", "tiny", "demo"],
-                   help="network + hyper-parameter preset (default: microlib = SliceGAN v1.1 "
-                        "as MicroLib trained it)")
+    p.add_argument(
+        "--preset",
+        default="microlib",
+        choices=["microlib", "table1", "tiny", "demo"],
+        help="network + hyper-parameter preset (default: microlib = SliceGAN v1.1 "
+        "as MicroLib trained it)",
+    )
     p.add_argument("--iterations", type=int, help="generator iterations (default: preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--image-type", default="auto",
-                   choices=["auto", "nphase", "grayscale", "colour"],
-                   help="auto: from the image's microlib metadata (refuses ambiguous images)")
+    p.add_argument(
+        "--image-type",
+        default="auto",
+        choices=["auto", "nphase", "grayscale", "colour"],
+        help="auto: from the image's microlib metadata (refuses ambiguous images)",
+    )
     p.add_argument("--phases", type=int, help="expected number of phases (n-phase)")
     p.add_argument("--voxel-size", type=float, help="micrometres per pixel (default: metadata)")
     p.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
@@ -65,17 +83,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hp.add_argument("--critic-iters", type=int)
     hp.add_argument("--lr", type=float, help="learning rate of generator and critics")
     hp.add_argument("--gp-lambda", type=float)
-    hp.add_argument("--d-update", default="per_axis", choices=["per_axis", "summed"],
-                    help="per_axis: one critic step per axis (original code); summed: one "
-                         "step on the sum (paper's Algorithm 1)")
-    hp.add_argument("--anisotropic", action="store_true",
-                    help="one critic per axis for a 3D .tif input")
+    hp.add_argument(
+        "--d-update",
+        default="per_axis",
+        choices=["per_axis", "summed"],
+        help="per_axis: one critic step per axis (original code); summed: one "
+        "step on the sum (paper's Algorithm 1)",
+    )
+    hp.add_argument(
+        "--anisotropic", action="store_true", help="one critic per axis for a 3D .tif input"
+    )
     op = p.add_argument_group("speed switches (CUDA ones are ignored on CPU)")
     op.add_argument("--no-autocast", action="store_true", help="no bf16 autocast")
     op.add_argument("--no-tf32", action="store_true")
-    op.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
-                    help="channels-last memory format (auto: on for CPU, where it measured "
-                         "~10%% faster; off for CUDA until measured there)")
+    op.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="channels-last memory format (auto: on for CPU, where it measured "
+        "~10%% faster; off for CUDA until measured there)",
+    )
     op.add_argument("--compile", action="store_true", help="torch.compile the generator")
 
 
@@ -149,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from microlib import io as mio
-    from microlib.slicegan.networks import generator_state_for_original, resolve_device
+    from microlib.device import resolve_device
+    from microlib.slicegan.networks import generator_state_for_original
     from microlib.slicegan.params import (
         ModelParams,
         load_weights,
@@ -182,8 +210,11 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):
             done = mio.read_json(pjson)
             if done.get("finished"):
-                print(f"{name}: already trained ({done.get('training', {}).get('iterations_done')}"
-                      f" iterations) in {out}; use --force to retrain", file=sys.stderr)
+                print(
+                    f"{name}: already trained ({done.get('training', {}).get('iterations_done')}"
+                    f" iterations) in {out}; use --force to retrain",
+                    file=sys.stderr,
+                )
                 return 0
 
     if args.threads:
@@ -200,23 +231,40 @@ def run(args: argparse.Namespace) -> int:
     else:
         image_type = args.image_type
     preset = get_preset(args.preset).replace(
-        batch_size=args.batch_size, g_batch_size=args.g_batch_size,
-        d_batch_size=args.d_batch_size, critic_iters=args.critic_iters,
-        lr_g=args.lr, lr_d=args.lr, gp_lambda=args.gp_lambda, iterations=args.iterations)
+        batch_size=args.batch_size,
+        g_batch_size=args.g_batch_size,
+        d_batch_size=args.d_batch_size,
+        critic_iters=args.critic_iters,
+        lr_g=args.lr,
+        lr_d=args.lr,
+        gp_lambda=args.gp_lambda,
+        iterations=args.iterations,
+    )
     for v in ("batch_size", "g_batch_size", "d_batch_size", "critic_iters", "iterations"):
         if getattr(preset, v) < 1:
             raise MicrolibError(f"--{v.replace('_', '-')} must be >= 1")
-    tset = make_training_set(arrays, image_type, preset.l, n_phases=args.phases, metas=metas,
-                             volumes=vols, anisotropic=True if args.anisotropic else None,
-                             entry=name)
+    tset = make_training_set(
+        arrays,
+        image_type,
+        preset.l,
+        n_phases=args.phases,
+        metas=metas,
+        volumes=vols,
+        anisotropic=True if args.anisotropic else None,
+        entry=name,
+    )
     meta0 = metas[0] or {}
     vox = args.voxel_size or next((x[3] for x in loaded if x[3]), None)
     target = int(preset.iterations)
-    opts = Optimisations(autocast_bf16=not args.no_autocast, tf32=not args.no_tf32,
-                         channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
-                         compile=args.compile)
-    trainer = SliceGANTrainer(tset, preset, seed=args.seed, device=device, opts=opts,
-                              d_update=args.d_update)
+    opts = Optimisations(
+        autocast_bf16=not args.no_autocast,
+        tf32=not args.no_tf32,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        compile=args.compile,
+    )
+    trainer = SliceGANTrainer(
+        tset, preset, seed=args.seed, device=device, opts=opts, d_update=args.d_update
+    )
 
     # ---- resume
     rows: list[list[float]] = []
@@ -240,16 +288,28 @@ def run(args: argparse.Namespace) -> int:
             elapsed_before = float(state.get("elapsed_s", 0.0))
             for n in notes:
                 log.warning("%s: %s", name, n)
-            log.info("%s: resumed from iteration %d/%d (%s)", name, trainer.iteration,
-                     target, source)
+            log.info(
+                "%s: resumed from iteration %d/%d (%s)", name, trainer.iteration, target, source
+            )
     if source is None:
-        log.info("%s: training %s (%s, nc=%d, %s) for %d iterations on %s", name, preset.name,
-                 image_type, tset.nc, "anisotropic" if tset.anisotropic else "isotropic",
-                 target, device)
+        log.info(
+            "%s: training %s (%s, nc=%d, %s) for %d iterations on %s",
+            name,
+            preset.name,
+            image_type,
+            tset.nc,
+            "anisotropic" if tset.anisotropic else "isotropic",
+            target,
+            device,
+        )
 
     def full_state(elapsed: float) -> dict:
-        return {"trainer": trainer.state_dict(), "log": rows, "elapsed_s": elapsed,
-                "target": target}
+        return {
+            "trainer": trainer.state_dict(),
+            "log": rows,
+            "elapsed_s": elapsed,
+            "target": target,
+        }
 
     # ---- loop
     from tqdm import tqdm
@@ -260,9 +320,18 @@ def run(args: argparse.Namespace) -> int:
     ckpt_every = max(1, int(args.checkpoint_every))
     last_log_t, last_log_it = t0, trainer.iteration
     stopped: int | None = None
-    with _Stop() as stop, tqdm(total=target, initial=min(trainer.iteration, target), unit="it",
-                               desc=name, file=sys.stderr, dynamic_ncols=True,
-                               mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+    with (
+        _Stop() as stop,
+        tqdm(
+            total=target,
+            initial=min(trainer.iteration, target),
+            unit="it",
+            desc=name,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        ) as bar,
+    ):
         while trainer.iteration < target:
             if stop.signum is not None:
                 stopped = stop.signum
@@ -275,14 +344,30 @@ def run(args: argparse.Namespace) -> int:
                 vals = trainer.read_log()
                 if vals is not None:
                     rate = (it - last_log_it) / max(now - last_log_t, 1e-9)
-                    rows.append([it, vals["critic_loss"], vals["generator_loss"],
-                                 vals["wasserstein"], vals["gp"],
-                                 elapsed_before + now - t0, rate])
-                    bar.set_postfix(wass=f"{vals['wasserstein']:.3g}",
-                                    gp=f"{vals['gp']:.3g}", refresh=False)
-                    log.debug("%s: it %d critic %.4g gen %.4g wass %.4g gp %.4g (%.2f it/s)",
-                              name, it, vals["critic_loss"], vals["generator_loss"],
-                              vals["wasserstein"], vals["gp"], rate)
+                    rows.append(
+                        [
+                            it,
+                            vals["critic_loss"],
+                            vals["generator_loss"],
+                            vals["wasserstein"],
+                            vals["gp"],
+                            elapsed_before + now - t0,
+                            rate,
+                        ]
+                    )
+                    bar.set_postfix(
+                        wass=f"{vals['wasserstein']:.3g}", gp=f"{vals['gp']:.3g}", refresh=False
+                    )
+                    log.debug(
+                        "%s: it %d critic %.4g gen %.4g wass %.4g gp %.4g (%.2f it/s)",
+                        name,
+                        it,
+                        vals["critic_loss"],
+                        vals["generator_loss"],
+                        vals["wasserstein"],
+                        vals["gp"],
+                        rate,
+                    )
                 last_log_t, last_log_it = now, it
             if it % ckpt_every == 0 and it < target:
                 save_weights(state_path, full_state(elapsed_before + time.perf_counter() - t0))
@@ -291,52 +376,88 @@ def run(args: argparse.Namespace) -> int:
     if stopped is not None:
         save_weights(state_path, full_state(elapsed))
         signame = signal.Signals(stopped).name
-        print(f"microlib train: {name}: stopped by {signame} at iteration {trainer.iteration}/"
-              f"{target}; state saved in {state_path}, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"microlib train: {name}: stopped by {signame} at iteration {trainer.iteration}/"
+            f"{target}; state saved in {state_path}, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 128 + int(stopped)
 
     # ---- artefacts (final state first, params.json last: see module docstring)
     save_weights(state_path, full_state(elapsed))
     save_weights(gen_pt, generator_state_for_original(trainer.G))
-    critic_files = ([f"{name}_Disc.pt", f"{name}_Disc_y.pt", f"{name}_Disc_z.pt"]
-                    if tset.anisotropic else [f"{name}_Disc.pt"])
+    critic_files = (
+        [f"{name}_Disc.pt", f"{name}_Disc_y.pt", f"{name}_Disc_z.pt"]
+        if tset.anisotropic
+        else [f"{name}_Disc.pt"]
+    )
     for f, d in zip(critic_files, trainer.Ds, strict=True):
         save_weights(out / f, {k: v.detach().cpu().contiguous() for k, v in d.state_dict().items()})
     nc = tset.nc
     params = ModelParams(
-        name=name, image_type=image_type, gk=list(preset.gk), gs=list(preset.gs),
-        gp=list(preset.gp), gf=preset.gf(nc), dk=list(preset.dk), ds=list(preset.ds),
-        dp=list(preset.dp), df=preset.df(nc), lz=preset.lz, l=preset.l,
+        name=name,
+        image_type=image_type,
+        gk=list(preset.gk),
+        gs=list(preset.gs),
+        gp=list(preset.gp),
+        gf=preset.gf(nc),
+        dk=list(preset.dk),
+        ds=list(preset.ds),
+        dp=list(preset.dp),
+        df=preset.df(nc),
+        lz=preset.lz,
+        l=preset.l,
         data_type=meta0.get("data_type") or _data_type(image_type, nc),
         phase_grey_values=(meta0.get("phase_grey_values") if image_type == "nphase" else None)
         or tset.grey_levels,
         voxel_size_um=vox,
-        critics=({"0": critic_files[0], "1": critic_files[1], "2": critic_files[2]}
-                 if tset.anisotropic else {"all": critic_files[0]}),
+        critics=(
+            {"0": critic_files[0], "1": critic_files[1], "2": critic_files[2]}
+            if tset.anisotropic
+            else {"all": critic_files[0]}
+        ),
         training={
-            "preset": preset.name, "hyperparameters": preset.to_dict(), "seed": args.seed,
-            "iterations": target, "iterations_done": trainer.iteration, "device": device,
-            "threads": torch.get_num_threads(), "wall_time_s": round(elapsed, 3),
-            "anisotropic": tset.anisotropic, "d_update": args.d_update,
-            "optimisations": trainer.eff, "log_every": log_every,
+            "preset": preset.name,
+            "hyperparameters": preset.to_dict(),
+            "seed": args.seed,
+            "iterations": target,
+            "iterations_done": trainer.iteration,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "wall_time_s": round(elapsed, 3),
+            "anisotropic": tset.anisotropic,
+            "d_update": args.d_update,
+            "optimisations": trainer.eff,
+            "log_every": log_every,
             "checkpoint_every": ckpt_every,
             "critic_axes": "critic key i judges slices normal to volume axis i "
-                           "(0 = TIFF Z = original SliceGAN x)",
+            "(0 = TIFF Z = original SliceGAN x)",
         },
-        source={"images": [{"file": p.name, "sha256": mio.sha256_file(p),
-                            "shape": list(a.shape)} for p, a in zip(images, arrays, strict=True)],
-                "meta": meta0},
-        versions=versions(), finished=True)
+        source={
+            "images": [
+                {"file": p.name, "sha256": mio.sha256_file(p), "shape": list(a.shape)}
+                for p, a in zip(images, arrays, strict=True)
+            ],
+            "meta": meta0,
+        },
+        versions=versions(),
+        finished=True,
+    )
     write_params_data(out / f"{name}_params.data", params.original_layers())
     mio.write_text(out / "train_log.csv", _csv_text(rows))
     state_path.replace(final_ckpt)
     mio.write_json(pjson, params.to_json())
     shutil.rmtree(resume_dir, ignore_errors=True)
     session = time.perf_counter() - t0
-    log.info("%s: %d iterations done (%d in this session, %.1f s, %.2f it/s); wrote %s", name,
-             trainer.iteration, trainer.iteration - start_it, session,
-             (trainer.iteration - start_it) / max(session, 1e-9), out)
+    log.info(
+        "%s: %d iterations done (%d in this session, %.1f s, %.2f it/s); wrote %s",
+        name,
+        trainer.iteration,
+        trainer.iteration - start_it,
+        session,
+        (trainer.iteration - start_it) / max(session, 1e-9),
+        out,
+    )
     return 0
 
 

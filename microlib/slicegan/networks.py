@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from microlib.device import resolve_device  # noqa: F401  (re-exported for callers)
 from microlib.errors import MicrolibError
 
 FINAL_ACTIVATIONS = ("softmax", "tanh")
@@ -55,7 +56,8 @@ def check_transpose_conv_rules(k: int, s: int, p: int, layer: int | None = None)
         raise MicrolibError(f"{where} violates rule 'k mod s = 0' (checkerboard density) {vals}")
     if not p >= k - s:
         raise MicrolibError(
-            f"{where} violates rule 'p >= k - s' (border of width k-s={k - s} left uncropped) {vals}")
+            f"{where} violates rule 'p >= k - s' (border of width k-s={k - s} left uncropped) {vals}"
+        )
 
 
 # --------------------------------------------------------------------------- geometry
@@ -131,7 +133,9 @@ class GeneratorGeometry:
         return max(self.min_latent, -(-int(n) // self.stride) + self.halo)
 
 
-def generator_geometry(gk: Sequence[int], gs: Sequence[int], gp: Sequence[int]) -> GeneratorGeometry:
+def generator_geometry(
+    gk: Sequence[int], gs: Sequence[int], gp: Sequence[int]
+) -> GeneratorGeometry:
     """Compute the :class:`GeneratorGeometry` of a layer stack."""
     stride = math.prod(int(s) for s in gs)
     m0 = 1
@@ -146,22 +150,25 @@ def generator_geometry(gk: Sequence[int], gs: Sequence[int], gp: Sequence[int]) 
         if stride * m - generator_output_size(m, gk, gs, gp) != trim:
             raise MicrolibError("generator output size is not affine in the latent size")
     exact = all(p >= k - s for k, s, p in zip(gk, gs, gp, strict=False))
-    return GeneratorGeometry(stride=stride, trim=trim, halo=max(0, -(-trim // stride)),
-                             min_latent=m0, exact_tiles=exact)
+    return GeneratorGeometry(
+        stride=stride, trim=trim, halo=max(0, -(-trim // stride)), min_latent=m0, exact_tiles=exact
+    )
 
 
 # --------------------------------------------------------------------------- networks
 
 
-def _layer_lists(kind: str, k: Sequence[int], s: Sequence[int], p: Sequence[int],
-                 f: Sequence[int]) -> tuple[list[int], list[int], list[int], list[int]]:
+def _layer_lists(
+    kind: str, k: Sequence[int], s: Sequence[int], p: Sequence[int], f: Sequence[int]
+) -> tuple[list[int], list[int], list[int], list[int]]:
     """Kernel, stride, padding and channel lists as ints, checked for n, n, n, n+1 entries."""
     k, s, p, f = (list(map(int, v)) for v in (k, s, p, f))
     n = len(k)
     if n < 1 or len(s) != n or len(p) != n or len(f) != n + 1:
         raise MicrolibError(
             f"{kind} layer lists disagree: {len(k)} kernels, {len(s)} strides, "
-            f"{len(p)} paddings, {len(f)} channel entries (need n, n, n, n+1)")
+            f"{len(p)} paddings, {len(f)} channel entries (need n, n, n, n+1)"
+        )
     return k, s, p, f
 
 
@@ -189,8 +196,15 @@ class Generator(nn.Module):
     values, when writing an original-format state dict).
     """
 
-    def __init__(self, gk: Sequence[int], gs: Sequence[int], gp: Sequence[int],
-                 gf: Sequence[int], final: str = "softmax", check_rules: bool = True):
+    def __init__(
+        self,
+        gk: Sequence[int],
+        gs: Sequence[int],
+        gp: Sequence[int],
+        gf: Sequence[int],
+        final: str = "softmax",
+        check_rules: bool = True,
+    ):
         super().__init__()
         gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
         n = len(gk)
@@ -201,7 +215,8 @@ class Generator(nn.Module):
                 check_transpose_conv_rules(k, s, p, layer=i)
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
         self.convs = nn.ModuleList(
-            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n))
+            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
+        )
         self.bns = nn.ModuleList(nn.BatchNorm3d(gf[i + 1]) for i in range(n - 1))
 
     @property
@@ -251,21 +266,13 @@ class Critic(nn.Module):
         n = len(dk)
         self.dk, self.ds, self.dp, self.df = dk, ds, dp, df
         self.convs = nn.ModuleList(
-            nn.Conv2d(df[i], df[i + 1], dk[i], ds[i], dp[i], bias=False) for i in range(n))
+            nn.Conv2d(df[i], df[i + 1], dk[i], ds[i], dp[i], bias=False) for i in range(n)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs[:-1]:
             x = F.relu_(conv(x))
         return self.convs[-1](x)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; refuses ``cuda`` without a CUDA device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        raise MicrolibError(f"--device {name} requested but no CUDA device is available")
-    return torch.device(name)
 
 
 class FusedGenerator(nn.Module):
@@ -283,8 +290,14 @@ class FusedGenerator(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
-                new = nn.ConvTranspose3d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                         conv.stride, conv.padding, bias=True)
+                new = nn.ConvTranspose3d(
+                    conv.in_channels,
+                    conv.out_channels,
+                    conv.kernel_size,
+                    conv.stride,
+                    conv.padding,
+                    bias=True,
+                )
                 new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
                 w = conv.weight.detach().clone()
                 b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
@@ -325,18 +338,22 @@ def generator_state_for_original(gen: Generator) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _strip_prefix(sd: Mapping[str, torch.Tensor], prefixes: Sequence[str]) -> dict[str, torch.Tensor]:
+def _strip_prefix(
+    sd: Mapping[str, torch.Tensor], prefixes: Sequence[str]
+) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in sd.items():
         for pre in prefixes:
             if k.startswith(pre):
-                k = k[len(pre):]
+                k = k[len(pre) :]
                 break
         out[k] = v
     return out
 
 
-def load_generator_state(gen: Generator, sd: Mapping[str, torch.Tensor], entry: str | None = None) -> None:
+def load_generator_state(
+    gen: Generator, sd: Mapping[str, torch.Tensor], entry: str | None = None
+) -> None:
     """Load an original-format (or our) generator state dict into ``gen``, strictly.
 
     Accepts and drops the unused ``bns.{last}.*`` entries and a ``module.`` /
@@ -349,12 +366,16 @@ def load_generator_state(gen: Generator, sd: Mapping[str, torch.Tensor], entry: 
     _load_strict(gen, sd, "generator", entry)
 
 
-def load_critic_state(critic: Critic, sd: Mapping[str, torch.Tensor], entry: str | None = None) -> None:
+def load_critic_state(
+    critic: Critic, sd: Mapping[str, torch.Tensor], entry: str | None = None
+) -> None:
     """Load a critic state dict, accepting the ``module.`` prefix of the original's DataParallel."""
     _load_strict(critic, _strip_prefix(sd, ("module.", "_orig_mod.")), "critic", entry)
 
 
-def _load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str, entry: str | None) -> None:
+def _load_strict(
+    net: nn.Module, sd: Mapping[str, torch.Tensor], what: str, entry: str | None
+) -> None:
     own = net.state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
@@ -362,10 +383,14 @@ def _load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str, entr
         raise MicrolibError(
             f"{what} weights do not match the architecture in the params file: "
             f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
-            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}", entry=entry)
+            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}",
+            entry=entry,
+        )
     for k, v in own.items():
         if tuple(sd[k].shape) != tuple(v.shape):
             raise MicrolibError(
                 f"{what} weight {k} has shape {tuple(sd[k].shape)}, the params file implies "
-                f"{tuple(v.shape)}", entry=entry)
+                f"{tuple(v.shape)}",
+                entry=entry,
+            )
     net.load_state_dict(dict(sd), strict=True)

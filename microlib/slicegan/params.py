@@ -73,25 +73,33 @@ def loads_params_data(data: bytes, entry: str | None = None) -> list[list[int]]:
         not eight lists of ints.
     """
     if len(data) > _MAX_PARAMS_BYTES:
-        raise MicrolibError(f"params file is {len(data)} bytes; a SliceGAN params file is "
-                            "a few hundred", entry=entry)
+        raise MicrolibError(
+            f"params file is {len(data)} bytes; a SliceGAN params file is a few hundred",
+            entry=entry,
+        )
     try:
         obj = _ListsOnlyUnpickler(io.BytesIO(data)).load()
     except _Refused as exc:
-        raise MicrolibError(f"refusing params file: {exc} (only lists of ints are allowed)",
-                            entry=entry) from None
+        raise MicrolibError(
+            f"refusing params file: {exc} (only lists of ints are allowed)", entry=entry
+        ) from None
     except Exception as exc:  # truncated or garbage bytes
         raise MicrolibError(f"params file is not a valid pickle: {exc}", entry=entry) from None
     if not isinstance(obj, list | tuple) or len(obj) != 8:
-        raise MicrolibError("params file must hold 8 lists [dk, ds, df, dp, gk, gs, gf, gp], "
-                            f"found {type(obj).__name__} of length "
-                            f"{len(obj) if hasattr(obj, '__len__') else '?'}", entry=entry)
+        raise MicrolibError(
+            "params file must hold 8 lists [dk, ds, df, dp, gk, gs, gf, gp], "
+            f"found {type(obj).__name__} of length "
+            f"{len(obj) if hasattr(obj, '__len__') else '?'}",
+            entry=entry,
+        )
     out = []
     for name, v in zip(PARAMS_DATA_ORDER, obj, strict=True):
         if not isinstance(v, list | tuple) or not all(
-                isinstance(x, int) and not isinstance(x, bool) for x in v):
-            raise MicrolibError(f"params file entry {name} is not a list of ints: {v!r}"[:200],
-                                entry=entry)
+            isinstance(x, int) and not isinstance(x, bool) for x in v
+        ):
+            raise MicrolibError(
+                f"params file entry {name} is not a list of ints: {v!r}"[:200], entry=entry
+            )
         out.append([int(x) for x in v])
     return out
 
@@ -152,17 +160,22 @@ class ModelParams:
 
     def __post_init__(self) -> None:
         if self.image_type not in IMAGE_TYPES:
-            raise MicrolibError(f"image type {self.image_type!r} is not one of "
-                                f"{', '.join(IMAGE_TYPES)}", entry=self.name)
+            raise MicrolibError(
+                f"image type {self.image_type!r} is not one of {', '.join(IMAGE_TYPES)}",
+                entry=self.name,
+            )
         if self.image_type == "grayscale" and self.nc != 1:
-            raise MicrolibError(f"grayscale generator must have 1 output channel, has {self.nc}",
-                                entry=self.name)
+            raise MicrolibError(
+                f"grayscale generator must have 1 output channel, has {self.nc}", entry=self.name
+            )
         if self.image_type == "colour" and self.nc != 3:
-            raise MicrolibError(f"colour generator must have 3 output channels, has {self.nc}",
-                                entry=self.name)
+            raise MicrolibError(
+                f"colour generator must have 3 output channels, has {self.nc}", entry=self.name
+            )
         if self.image_type == "nphase" and self.nc < 2:
-            raise MicrolibError(f"n-phase generator needs >= 2 output channels, has {self.nc}",
-                                entry=self.name)
+            raise MicrolibError(
+                f"n-phase generator needs >= 2 output channels, has {self.nc}", entry=self.name
+            )
 
     @property
     def nz(self) -> int:
@@ -179,8 +192,16 @@ class ModelParams:
 
     def original_layers(self) -> list[list[int]]:
         """The eight lists of the original ``_params.data``."""
-        return [list(self.dk), list(self.ds), list(self.df), list(self.dp),
-                list(self.gk), list(self.gs), list(self.gf), list(self.gp)]
+        return [
+            list(self.dk),
+            list(self.ds),
+            list(self.df),
+            list(self.dp),
+            list(self.gk),
+            list(self.gs),
+            list(self.gf),
+            list(self.gp),
+        ]
 
     def output_size_formula(self) -> str:
         g = generator_geometry(self.gk, self.gs, self.gp)
@@ -192,8 +213,9 @@ class ModelParams:
         return f"{g.stride}*lf-{g.trim}" if g.trim > 0 else f"{g.stride}*lf+{-g.trim}"
 
     @classmethod
-    def from_original(cls, layers: list[list[int]], name: str, image_type: str,
-                      **extra: Any) -> ModelParams:
+    def from_original(
+        cls, layers: list[list[int]], name: str, image_type: str, **extra: Any
+    ) -> ModelParams:
         """Build from ``[dk, ds, df, dp, gk, gs, gf, gp]``.
 
         Kernel/stride lists longer than the padding list (the length-6 lists of SliceGAN
@@ -205,14 +227,33 @@ class ModelParams:
         n_g, n_d = len(gp), len(dp)
         gk, gs, dk, ds = gk[:n_g], gs[:n_g], dk[:n_d], ds[:n_d]
         if len(gk) != n_g or len(gs) != n_g or len(gf) != n_g + 1:
-            raise MicrolibError(f"generator lists disagree: gk {len(gk)}, gs {len(gs)}, "
-                                f"gp {n_g}, gf {len(gf)} entries", entry=name)
+            raise MicrolibError(
+                f"generator lists disagree: gk {len(gk)}, gs {len(gs)}, "
+                f"gp {n_g}, gf {len(gf)} entries",
+                entry=name,
+            )
         if len(dk) != n_d or len(ds) != n_d or len(df) != n_d + 1:
-            raise MicrolibError(f"critic lists disagree: dk {len(dk)}, ds {len(ds)}, "
-                                f"dp {n_d}, df {len(df)} entries", entry=name)
+            raise MicrolibError(
+                f"critic lists disagree: dk {len(dk)}, ds {len(ds)}, "
+                f"dp {n_d}, df {len(df)} entries",
+                entry=name,
+            )
         lz, l = infer_training_sizes(gk, gs, gp, dk, ds, dp, entry=name)  # noqa: E741
-        return cls(name=name, image_type=image_type, gk=gk, gs=gs, gp=gp, gf=list(gf),
-                   dk=dk, ds=ds, dp=dp, df=list(df), lz=lz, l=l, **extra)
+        return cls(
+            name=name,
+            image_type=image_type,
+            gk=gk,
+            gs=gs,
+            gp=gp,
+            gf=list(gf),
+            dk=dk,
+            ds=ds,
+            dp=dp,
+            df=list(df),
+            lz=lz,
+            l=l,
+            **extra,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -228,8 +269,16 @@ class ModelParams:
             "phase_grey_values": self.phase_grey_values,
             "voxel_size_um": self.voxel_size_um,
             "size_formula": self.output_size_formula(),
-            "layers": {"gk": self.gk, "gs": self.gs, "gp": self.gp, "gf": self.gf,
-                       "dk": self.dk, "ds": self.ds, "dp": self.dp, "df": self.df},
+            "layers": {
+                "gk": self.gk,
+                "gs": self.gs,
+                "gp": self.gp,
+                "gf": self.gf,
+                "dk": self.dk,
+                "ds": self.ds,
+                "dp": self.dp,
+                "df": self.df,
+            },
             "params_data_order": list(PARAMS_DATA_ORDER),
             "critics": self.critics,
             "training": self.training,
@@ -244,40 +293,64 @@ class ModelParams:
         if fmt != PARAMS_JSON_FORMAT:
             raise MicrolibError(f"not a microlib params.json (format {fmt!r})", entry=entry)
         if not isinstance(ver, int) or ver > PARAMS_JSON_VERSION:
-            raise MicrolibError(f"params.json format_version {ver!r} is newer than this "
-                                f"microlib reads ({PARAMS_JSON_VERSION}); upgrade microlib",
-                                entry=entry)
+            raise MicrolibError(
+                f"params.json format_version {ver!r} is newer than this "
+                f"microlib reads ({PARAMS_JSON_VERSION}); upgrade microlib",
+                entry=entry,
+            )
         try:
             lay = d["layers"]
             return cls(
-                name=d["name"], image_type=d["image_type"],
-                gk=list(lay["gk"]), gs=list(lay["gs"]), gp=list(lay["gp"]), gf=list(lay["gf"]),
-                dk=list(lay["dk"]), ds=list(lay["ds"]), dp=list(lay["dp"]), df=list(lay["df"]),
-                lz=int(d["lz"]), l=int(d["l"]), data_type=d.get("data_type"),
+                name=d["name"],
+                image_type=d["image_type"],
+                gk=list(lay["gk"]),
+                gs=list(lay["gs"]),
+                gp=list(lay["gp"]),
+                gf=list(lay["gf"]),
+                dk=list(lay["dk"]),
+                ds=list(lay["ds"]),
+                dp=list(lay["dp"]),
+                df=list(lay["df"]),
+                lz=int(d["lz"]),
+                l=int(d["l"]),
+                data_type=d.get("data_type"),
                 phase_grey_values=d.get("phase_grey_values"),
-                voxel_size_um=d.get("voxel_size_um"), critics=dict(d.get("critics") or {}),
-                training=dict(d.get("training") or {}), source=dict(d.get("source") or {}),
-                versions=dict(d.get("versions") or {}), finished=bool(d.get("finished")))
+                voxel_size_um=d.get("voxel_size_um"),
+                critics=dict(d.get("critics") or {}),
+                training=dict(d.get("training") or {}),
+                source=dict(d.get("source") or {}),
+                versions=dict(d.get("versions") or {}),
+                finished=bool(d.get("finished")),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(f"params.json is incomplete: {exc}", entry=entry) from None
 
     def build_generator(self, check_rules: bool = True) -> Generator:
-        return Generator(self.gk, self.gs, self.gp, self.gf, final=self.final,
-                         check_rules=check_rules)
+        return Generator(
+            self.gk, self.gs, self.gp, self.gf, final=self.final, check_rules=check_rules
+        )
 
     def build_critic(self) -> Critic:
         return Critic(self.dk, self.ds, self.dp, self.df)
 
 
-def infer_training_sizes(gk: list[int], gs: list[int], gp: list[int], dk: list[int],
-                         ds: list[int], dp: list[int], entry: str | None = None) -> tuple[int, int]:
+def infer_training_sizes(
+    gk: list[int],
+    gs: list[int],
+    gp: list[int],
+    dk: list[int],
+    ds: list[int],
+    dp: list[int],
+    entry: str | None = None,
+) -> tuple[int, int]:
     """Smallest ``(lz, l)`` with ``G(lz) = l`` and a 1x1 critic output for ``l x l``."""
     for lz in range(1, 65):
         l = generator_output_size(lz, gk, gs, gp)  # noqa: E741
         if l >= 1 and critic_output_size(l, dk, ds, dp) == 1:
             return lz, l
-    raise MicrolibError("no latent size makes the generator output match the critic input",
-                        entry=entry)
+    raise MicrolibError(
+        "no latent size makes the generator output match the critic input", entry=entry
+    )
 
 
 def versions() -> dict[str, str]:
@@ -287,8 +360,13 @@ def versions() -> dict[str, str]:
 
     from microlib import __version__
 
-    return {"microlib": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "platform": sys.platform}
+    return {
+        "microlib": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+    }
 
 
 # --------------------------------------------------------------------------- model dirs
@@ -301,8 +379,9 @@ def find_model_name(model_dir: str | os.PathLike, name: str | None = None) -> st
         raise MicrolibError(f"model directory {d} does not exist")
     if name:
         return name
-    names = sorted({p.name[: -len(suf)] for suf in ("_params.json", "_params.data")
-                    for p in d.glob("*" + suf)})
+    names = sorted(
+        {p.name[: -len(suf)] for suf in ("_params.json", "_params.data") for p in d.glob("*" + suf)}
+    )
     if not names:
         raise MicrolibError(f"no NAME_params.json or NAME_params.data in {d}")
     if len(names) > 1:
@@ -310,8 +389,9 @@ def find_model_name(model_dir: str | os.PathLike, name: str | None = None) -> st
     return names[0]
 
 
-def load_model_params(model_dir: str | os.PathLike, name: str | None = None,
-                      image_type: str | None = None) -> ModelParams:
+def load_model_params(
+    model_dir: str | os.PathLike, name: str | None = None, image_type: str | None = None
+) -> ModelParams:
     """Read a model's parameters: ``NAME_params.json`` when present, else the original
     ``NAME_params.data`` (then ``image_type`` must be given; ``nc = gf[-1]``).
 
@@ -325,14 +405,19 @@ def load_model_params(model_dir: str | os.PathLike, name: str | None = None,
     if pj.is_file():
         params = ModelParams.from_json(read_json(pj), entry=name)
         if image_type and image_type != params.image_type:
-            raise MicrolibError(f"image type {image_type!r} contradicts params.json "
-                                f"({params.image_type!r})", entry=name)
+            raise MicrolibError(
+                f"image type {image_type!r} contradicts params.json ({params.image_type!r})",
+                entry=name,
+            )
         if pd.is_file():
             orig = read_params_data(pd, entry=name)
-            if ModelParams.from_original(orig, name, params.image_type).original_layers() \
-                    != params.original_layers():
-                raise MicrolibError(f"{pd.name} and {pj.name} describe different networks",
-                                    entry=name)
+            if (
+                ModelParams.from_original(orig, name, params.image_type).original_layers()
+                != params.original_layers()
+            ):
+                raise MicrolibError(
+                    f"{pd.name} and {pj.name} describe different networks", entry=name
+                )
         return params
     if not pd.is_file():
         raise MicrolibError(f"neither {pj.name} nor {pd.name} in {d}", entry=name)
@@ -340,9 +425,11 @@ def load_model_params(model_dir: str | os.PathLike, name: str | None = None,
     if not image_type:
         nc = layers[6][-1] if layers[6] else 0
         hint = "grayscale" if nc == 1 else "nphase" if nc != 3 else "nphase or colour"
-        raise MicrolibError(f"{pd.name} does not record the image type and there is no "
-                            f"{pj.name}; state it (image type {hint} for {nc} output channels)",
-                            entry=name)
+        raise MicrolibError(
+            f"{pd.name} does not record the image type and there is no "
+            f"{pj.name}; state it (image type {hint} for {nc} output channels)",
+            entry=name,
+        )
     return ModelParams.from_original(layers, name, image_type)
 
 
@@ -367,8 +454,10 @@ def load_weights(path: str | os.PathLike, entry: str | None = None) -> dict:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MicrolibError(f"refusing {p.name}: not a plain weights file ({first[:200]})",
-                            entry=entry) from None
+        raise MicrolibError(
+            f"refusing {p.name}: not a plain weights file ({first[:200]})", entry=entry
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise MicrolibError(f"cannot read {p.name}: {str(exc).splitlines()[0][:200]}",
-                            entry=entry) from None
+        raise MicrolibError(
+            f"cannot read {p.name}: {str(exc).splitlines()[0][:200]}", entry=entry
+        ) from None
