@@ -3,7 +3,8 @@
 Each path (with its query string) gets a script: a sequence of :class:`Reply` objects
 served in order, the last one repeating. A reply can delay its response (to trigger
 read timeouts), declare a ``Content-Length`` other than the body's (truncated
-transfers), omit the length, redirect, or act as a static file with ``ETag`` and
+transfers), omit the length, drip the body a few bytes at a time (slow transfers
+that never trip a read timeout), redirect, or act as a static file with ``ETag`` and
 ``Last-Modified`` that answers conditional requests with 304. Every request is
 recorded as a :class:`Hit` (arrival time, path, headers, status sent), so tests can
 count downloads and measure request spacing.
@@ -37,6 +38,8 @@ class Reply:
     content_length: int | None = None  # None: len(body); OMIT: no header
     validators: bool = False  # ETag/Last-Modified + 304 on a matching request
     mtime: float = 1_600_000_000.0  # Last-Modified time when validators is on
+    drip: float = 0.0  # seconds between pieces of the body (0: all at once)
+    drip_bytes: int = 64  # size of one piece when dripping
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     status: int  # 0 while the reply is still pending (delayed)
+    sent: int = 0  # body bytes written so far
 
 
 class FaultServer:
@@ -179,7 +183,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(k, v)
             self.send_header("Connection", "close")
             self.end_headers()
-            if body:
-                self.wfile.write(body)
+            step = reply.drip_bytes if reply.drip else len(body) or 1
+            for i in range(0, len(body), step):
+                if i and self.owner.release.wait(reply.drip):
+                    return  # server stopping
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                hit.sent += len(body[i : i + step])
             self.wfile.flush()
         self.close_connection = True

@@ -24,15 +24,16 @@ from PIL import Image
 from microlib import __version__
 from microlib import io as mio
 from microlib.cli import main
-from microlib.commands.scrape import ScrapeOptions, scrape
 from microlib.errors import MicrolibError
 from microlib.scrape import (
+    ScrapeOptions,
     clean_text,
     parse_elements,
     parse_record,
     parse_retry_after,
     parse_robots,
     same_site,
+    scrape,
     split_list,
     validate_image,
 )
@@ -565,6 +566,43 @@ def test_read_timeout_is_retried_then_recorded(srv, tmp_path):
     assert report.failures["000002"] == "image: read timeout after 2 attempts"
     assert not (tmp_path / "000002.jpg").exists() and not (tmp_path / "000002.json").exists()
     assert_consistent(tmp_path)
+
+
+def test_request_deadline_abandons_a_dripping_server(srv, tmp_path, capsys):
+    """A server that drips the body just often enough to beat the read timeout, and one
+    that stays silent for longer than the deadline, both lose the request."""
+    for n in (1, 2, 3, 4):
+        add_record(srv, n)
+    slow = image_bytes(2, (256, 192))
+    # 32 bytes every 0.2 s: never 2 s of silence, but minutes for the whole body
+    srv.script(image_path(2), Reply(200, slow, "image/jpeg", drip=0.2, drip_bytes=32))
+    srv.script(image_path(3), Reply(200, image_bytes(3), "image/jpeg", delay=30))
+    report = run_scrape(srv, [1, 2, 3, 4], tmp_path, request_deadline=1.0, retries=1)
+    assert report.present == 2 and report.failed == 2
+    assert report.failures == {
+        "000002": "image: request deadline 1 s exceeded after 2 attempts",
+        "000003": "image: request deadline 1 s exceeded after 2 attempts",
+    }
+    hits = srv.hits_for(image_path(2))
+    assert len(hits) == 2
+    # each transfer had begun and was abandoned long before the body was complete
+    assert all(0 < h.sent < len(slow) for h in hits), [h.sent for h in hits]
+    index = assert_consistent(tmp_path)
+    for id6 in ("000002", "000003"):
+        assert index["entries"][id6]["status"] == "failed"
+        assert "request deadline" in index["entries"][id6]["reason"]
+        assert not (tmp_path / f"{id6}.jpg").exists()
+    assert (tmp_path / "000001.jpg").read_bytes() == image_bytes(1)
+    assert (tmp_path / "000004.jpg").read_bytes() == image_bytes(4)
+
+    # the CLI flag, and a nonsensical value as one error line
+    args = ["scrape", "--base-url", srv.url("/miclib/"), "--ids", "1", "--rate", "1000"]
+    assert main([*args, "--out", str(tmp_path / "cli"), "--request-deadline", "5"]) == 0
+    assert (tmp_path / "cli" / "000001.jpg").exists()
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--request-deadline", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["microlib scrape: error: --request-deadline must be > 0 s, got 0.0"]
 
 
 def test_truncated_jpeg_is_rejected(srv, tmp_path):

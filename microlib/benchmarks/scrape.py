@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from microlib.scrape import ScrapeOptions, scrape
+from microlib.serve import serve_site
 
 HELP = "cold scrape vs warm rerun of a generated loopback site (requests/bytes ratio)"
 
@@ -38,8 +42,6 @@ href="http://creativecommons.org/licenses/by-nc-sa/2.0/uk/">Creative Commons lic
 
 def write_site(root: Path, ids: list[int], size: int, seed: int = 0) -> int:
     """Write a DoITPoMS-shaped folder (as served by microlib.serve); return image bytes."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     pages = root / "miclib" / "full_record"
     large = root / "miclib" / "micrographs" / "large"
@@ -76,9 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microlib.commands.scrape import ScrapeOptions, scrape
-    from microlib.serve import serve_site
-
     ids = list(range(1, args.ids + 1))
     present = [n for n in ids if args.every <= 0 or n % args.every]
     opts = ScrapeOptions(rate=args.rate, retries=1, backoff=0.05)
