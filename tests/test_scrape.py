@@ -21,7 +21,7 @@ import pytest
 from faultserver import OMIT, FaultServer, Reply
 from PIL import Image
 
-from microlib import __version__
+from microlib import __version__, package
 from microlib import io as mio
 from microlib.cli import main
 from microlib.errors import MicrolibError
@@ -216,7 +216,7 @@ def test_parse_record_missing_optional_fields_are_null_or_empty():
     ):
         assert rec[k] is None, k
     for k in ("keywords", "category", "element"):
-        assert rec[k] == [], k  # never the anchor's ['']
+        assert rec[k] == [], k  # never [''] from splitting an empty value
 
 
 def test_parse_record_non_ascii_entities_and_nfc():
@@ -411,13 +411,12 @@ def test_normal_run_writes_records_index_and_credit(srv, tmp_path):
 
 
 def test_metadata_feeds_data_anns_with_licence_and_credit(srv, tmp_path):
-    package = pytest.importorskip("microlib.package")
     add_record(srv, 237)
     add_record(srv, 238, fields={"Brief description": "Eutectic"}, licence=TERMS_LICENCE)
     run_scrape(srv, [237, 238], tmp_path)
     meta = mio.read_json(tmp_path / "000237.json")
     rec = package.entry_record("microstructure237", meta, {"data_type": "twophase"})
-    # MicroLib's field names and meaning (DESIGN.md), straight from the scraped record
+    # MicroLib's data_anns.json field names and meaning, straight from the scraped record
     for k in (
         "brief_descr",
         "keywords",
