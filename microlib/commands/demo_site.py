@@ -11,7 +11,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from tqdm import tqdm
+
+from microlib import demo_site
 from microlib.errors import MicrolibError
+from microlib.io import write_bytes
 
 HELP = "write the built-in DoITPoMS-shaped demo library (offline, with ground truth)"
 log = logging.getLogger("microlib.demo_site")
@@ -28,11 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from microlib import demo_site
-    from microlib.io import write_bytes
-
     root: Path = args.dir
     if root.exists() and not root.is_dir():
         raise MicrolibError(f"{root} exists and is not a folder")
