@@ -3,6 +3,9 @@ integral-image patch sampler, region grouping, and fill quality on a synthetic t
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -354,6 +357,79 @@ def test_cli_bad_mask_is_one_error_line(tmp_path, capsys):
         "microlib inpaint: error: microstructure042: mask shape (50, 61) does not match "
         "image shape (50, 60)"
     )
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` grey pixels and holds no data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("which", "content", "reason"),
+    [
+        ("image", b"", "is empty (0 bytes)"),
+        ("image", b"this is a text file, not a picture\n", "is not a readable image"),
+        ("image", _png_header(100_000, 100_000), "is too large"),
+        ("image", _png_header(12_000, 12_000), "declares 12000x12000 px"),
+        ("image", _png_header(64, 64), "cannot read segmented image"),
+        ("mask", b"", "is empty (0 bytes)"),
+        ("mask", b"GIF89a but then nothing", "is not a readable image"),
+        ("mask", _png_header(100_000, 100_000), "is too large"),
+    ],
+    ids=[
+        "empty-image",
+        "text-as-image",
+        "huge-header-image",
+        "over-cap-header-image",
+        "header-only-image",
+        "empty-mask",
+        "garbage-gif-mask",
+        "huge-header-mask",
+    ],
+)
+def test_cli_unreadable_inputs_are_one_error_line(tmp_path, capsys, which, content, reason):
+    img = texture((50, 60))
+    seg, msk = _write_inputs(tmp_path, img, np.zeros(img.shape, bool))
+    bad = seg if which == "image" else msk
+    bad.write_bytes(content)
+    out = tmp_path / "training" / "microstructure042.png"
+    rc = main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # no traceback, no warning
+    # named after the output (image unreadable) or the image metadata (mask unreadable)
+    assert err[0].startswith("microlib inpaint: error: microstructure042: "), err
+    assert str(bad) in err[0] and reason in err[0], err
+
+
+def test_cli_explicit_cuda_without_cuda_is_one_error_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    img = texture((50, 60))
+    seg, msk = _write_inputs(tmp_path, img, bar_mask(img.shape, y=40, h=4, x0=5, x1=40))
+    out = tmp_path / "training" / "microstructure042.png"
+    rc = main(
+        ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out)]
+        + ["--device", "cuda"]
+    )
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "microlib inpaint: error: microstructure042: --device cuda requested but no CUDA "
+        "device is available"
+    ]
 
 
 @pytest.mark.gpu

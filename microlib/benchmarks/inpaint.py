@@ -20,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from microlib import inpaint as ip
+from microlib.io import read_image
+
 HELP = "GAN in-painting vs Telea on real images with synthetic scale-bar masks"
 
 
 def default_realdata() -> Path | None:
+    """``$MICROLIB_REALDATA``, else ``shared/realdata`` beside the checkout (as the tests)."""
     env = os.environ.get("MICROLIB_REALDATA")
     cands = [Path(env)] if env else []
     cands.append(Path(__file__).resolve().parents[2].parent / "shared" / "realdata")
@@ -31,13 +35,14 @@ def default_realdata() -> Path | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microlib.inpaint import GAN_DEFAULTS as D
+    D = ip.GAN_DEFAULTS  # noqa: N806 - read like a constant table below
 
     parser.add_argument(
         "--realdata",
         type=Path,
         default=None,
-        help="the realdata folder (default: $MICROLIB_REALDATA or ../shared/realdata)",
+        help="the realdata folder (default: $MICROLIB_REALDATA, else shared/realdata "
+        "beside the checkout)",
     )
     parser.add_argument(
         "--limit", type=int, default=8, help="two-phase images (spread over the list)"
@@ -81,8 +86,6 @@ def scale_bar_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarr
 
 
 def _load(path: Path, grey: bool) -> tuple[np.ndarray, str, int]:
-    from microlib.io import read_image
-
     img = read_image(path)
     if img.ndim == 3:
         img = (
@@ -121,8 +124,6 @@ def _pick(realdata: Path, limit: int, n_grey: int, names: str | None) -> list[tu
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from microlib import inpaint as ip
 
     realdata = args.realdata or default_realdata()
     if realdata is None or not (realdata / "micrographs.csv").is_file():

@@ -12,10 +12,14 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
+from microlib import inpaint as ip
 from microlib import io as mio
 from microlib.device import resolve_device
 from microlib.errors import MicrolibError
@@ -23,10 +27,12 @@ from microlib.errors import MicrolibError
 HELP = "fill the scale bar with a patch GAN"
 log = logging.getLogger("microlib.inpaint")
 
+# the scraper's cap on image size; a header declaring more is refused before decoding
+MAX_PIXELS = 100_000_000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microlib.inpaint import GAN_DEFAULTS as D
-
+    D = ip.GAN_DEFAULTS  # noqa: N806 - read like a constant table below
     parser.add_argument("--image", required=True, type=Path, help="segmented/{id}.png")
     parser.add_argument("--mask", required=True, type=Path, help="masks/{id}.png (255 = in-paint)")
     parser.add_argument("--out", required=True, type=Path, help="training/{name}.png")
@@ -101,11 +107,41 @@ def _entry(meta: dict, out: Path) -> str:
     return out.stem
 
 
-def _read_mask(path: Path, entry: str) -> np.ndarray:
+def _check_image_file(path: Path, what: str, entry: str) -> None:
+    """Refuse, as one error line, a file that is empty, not an image, or whose header
+    declares more than :data:`MAX_PIXELS` pixels (checked before anything is decoded)."""
+    if not path.is_file():
+        raise MicrolibError(f"{what} not found: {path}", entry=entry)
+    if path.stat().st_size == 0:
+        raise MicrolibError(f"{what} {path} is empty (0 bytes)", entry=entry)
     try:
-        mask = mio.read_image(path)
-    except (OSError, ValueError) as exc:
-        raise MicrolibError(f"cannot read mask {path}: {exc}", entry=entry) from exc
+        with warnings.catch_warnings():
+            # Pillow's own (higher) bomb threshold warns; the cap below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                w, h = im.size
+    except Image.DecompressionBombError as exc:
+        raise MicrolibError(f"{what} {path} is too large: {exc}", entry=entry) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MicrolibError(f"{what} {path} is not a readable image: {exc}", entry=entry) from None
+    if w * h > MAX_PIXELS:
+        raise MicrolibError(
+            f"{what} {path} declares {w}x{h} px, more than {MAX_PIXELS} pixels", entry=entry
+        )
+
+
+def _read(path: Path, what: str, entry: str) -> tuple[np.ndarray, dict]:
+    """The pixels and the ``microlib`` metadata of a checked image file."""
+    _check_image_file(path, what, entry)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return mio.read_image(path), mio.read_png_meta(path)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MicrolibError(f"cannot read {what} {path}: {exc}", entry=entry) from None
+
+
+def _grey_mask(mask: np.ndarray, path: Path, entry: str) -> np.ndarray:
     if mask.ndim == 3:
         if not (
             np.array_equal(mask[..., 0], mask[..., 1])
@@ -119,19 +155,10 @@ def _read_mask(path: Path, entry: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from microlib import inpaint as ip
-
-    if not args.image.is_file():
-        raise MicrolibError(f"segmented image not found: {args.image}", entry=args.out.stem)
-    if not args.mask.is_file():
-        raise MicrolibError(f"mask not found: {args.mask}", entry=args.out.stem)
-    meta = mio.read_png_meta(args.image)
+    image, meta = _read(args.image, "segmented image", args.out.stem)
     entry = _entry(meta, args.out)
-    try:
-        image = mio.read_image(args.image)
-    except (OSError, ValueError) as exc:
-        raise MicrolibError(f"cannot read image {args.image}: {exc}", entry=entry) from exc
-    mask = _read_mask(args.mask, entry)
+    mask, _ = _read(args.mask, "mask", entry)
+    mask = _grey_mask(mask, args.mask, entry)
 
     data_type, n_phases = meta.get("data_type"), meta.get("n_phases")
     if not data_type:
@@ -149,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(int(threads), 1))
-    device = resolve_device(args.device).type
-    if args.device == "cuda" and device == "cpu":
-        log.warning("%s: CUDA requested but not available; running on the CPU", entry)
+    try:
+        device = resolve_device(args.device).type
+    except MicrolibError as exc:
+        raise MicrolibError(exc.reason, entry=entry) from exc
 
     try:
         m = ip.check_inputs(image, mask, data_type, n_phases)
@@ -175,8 +203,6 @@ def run(args: argparse.Namespace) -> int:
     fallback_reason = None
     method = args.method if n_masked else "none"
     if method == "gan":
-        from tqdm import tqdm
-
         total = args.iterations + regions * args.opt_steps
         with tqdm(
             total=total,

@@ -1,10 +1,10 @@
-"""Scale-bar in-painting: a small 2D WGAN-GP patch GAN plus latent optimisation.
+"""In-painting with a small per-image 2D WGAN-GP patch GAN plus latent optimisation.
 
 The approach follows MicroLib (Kench et al. 2022): a generator is trained, per image, on
 patches that do not touch the scale-bar mask; each masked region is then filled by
 optimising the generator's latent input so that its output agrees with the known pixels
-around the region, and only the masked pixels are replaced. Differences from the
-research code (``ANCHORS.md`` §2, W19-W31) are deliberate:
+around the region, and only the masked pixels are replaced. Where this departs from
+the MicroLib research code, it does so on purpose:
 
 - training patches are drawn on the device from the corners whose patch avoids the mask,
   found with one integral image instead of thousands of ``np.roll`` calls;
@@ -14,9 +14,6 @@ research code (``ANCHORS.md`` §2, W19-W31) are deliberate:
 - the result comes from the final generator, has the input's size, and every pixel
   outside the mask is byte-identical to the input;
 - everything runs on the CPU when CUDA is absent.
-
-All functions here are pure: arrays in, arrays and dicts out. File I/O lives in
-:mod:`microlib.commands.inpaint`.
 """
 
 from __future__ import annotations
@@ -28,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from microlib.datatypes import NPHASE_TYPES
+from microlib.errors import MicrolibError
+from microlib.inpaint.encoding import check_inputs, composite, decode, encode
+from microlib.inpaint.masks import eligible_corners, mask_regions, region_window
+
 if TYPE_CHECKING:  # torch is imported lazily: `microlib --help` must not pay for it
     from torch import nn
-
-from microlib.datatypes import DATA_TYPES, NPHASE_TYPES  # noqa: E402
-from microlib.device import resolve_device  # noqa: E402,F401  (the one device policy)
-from microlib.errors import MicrolibError
 
 #: default knobs of :func:`inpaint_gan`; cheap enough for the offline demo on one core
 GAN_DEFAULTS: dict[str, Any] = {
@@ -54,178 +52,6 @@ GAN_DEFAULTS: dict[str, Any] = {
 }
 
 N_UP = 3  # generator upsamplings: output edge = 8 x latent edge
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def check_inputs(image: np.ndarray, mask: np.ndarray, data_type: str, n_phases: int) -> np.ndarray:
-    """Validate an image/mask pair and return the mask as a boolean array.
-
-    Parameters
-    ----------
-    image : ndarray of uint8
-        ``(H, W)`` labels or grey, or ``(H, W, 3)`` RGB.
-    mask : ndarray
-        ``(H, W)``; non-zero marks pixels to in-paint (the file contract is 0/255).
-    data_type : str
-        One of ``twophase``, ``threephase``, ``nphase``, ``grayscale``, ``colour``.
-    n_phases : int
-        Number of phases (n-phase) or channels.
-
-    Returns
-    -------
-    ndarray of bool
-        ``(H, W)`` mask, True where a pixel is to be replaced.
-
-    Raises
-    ------
-    MicrolibError
-        On shape, dtype, label or type mismatches.
-    """
-    image = np.asarray(image)
-    mask = np.asarray(mask)
-    if data_type not in DATA_TYPES:
-        raise MicrolibError(
-            f"unknown data_type {data_type!r} (expected one of {', '.join(DATA_TYPES)})"
-        )
-    if image.dtype != np.uint8:
-        raise MicrolibError(f"image must be uint8, got {image.dtype}")
-    if data_type == "colour":
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise MicrolibError(f"colour image must be (H, W, 3), got shape {image.shape}")
-    elif image.ndim != 2:
-        raise MicrolibError(f"{data_type} image must be 2D (H, W), got shape {image.shape}")
-    if data_type in NPHASE_TYPES:
-        if n_phases < 2:
-            raise MicrolibError(f"{data_type} image needs n_phases >= 2, got {n_phases}")
-        top = int(image.max()) if image.size else 0
-        if top >= n_phases:
-            raise MicrolibError(
-                f"label {top} found in a {n_phases}-phase image (labels must be 0..{n_phases - 1})"
-            )
-    if mask.ndim == 3:
-        raise MicrolibError(f"mask must be a single-channel (H, W) image, got shape {mask.shape}")
-    if mask.shape != image.shape[:2]:
-        raise MicrolibError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-    return mask > 0
-
-
-def infer_data_type(image: np.ndarray, max_phases: int = 10) -> tuple[str, int]:
-    """Guess ``(data_type, n_phases)`` for an image that carries no metadata.
-
-    RGB is ``colour``; a 2D array whose values are exactly ``0..k-1`` with
-    ``2 <= k <= max_phases`` is an n-phase label image; anything else is grayscale.
-    """
-    image = np.asarray(image)
-    if image.ndim == 3:
-        return "colour", 3
-    values = np.unique(image)
-    k = len(values)
-    if 2 <= k <= max_phases and values[0] == 0 and values[-1] == k - 1:
-        return {2: "twophase", 3: "threephase"}.get(k, "nphase"), k
-    return "grayscale", 1
-
-
-def n_channels(data_type: str, n_phases: int) -> int:
-    """Channels of the network representation: one-hot for n-phase, 1 grey, 3 colour."""
-    if data_type in NPHASE_TYPES:
-        return int(n_phases)
-    return 3 if data_type == "colour" else 1
-
-
-def encode(image: np.ndarray, data_type: str, n_phases: int) -> np.ndarray:
-    """Image -> float32 ``(C, H, W)``: one-hot labels, or intensities scaled to [0, 1]."""
-    image = np.asarray(image)
-    if data_type in NPHASE_TYPES:
-        return (image[None, :, :] == np.arange(n_phases, dtype=image.dtype)[:, None, None]).astype(
-            np.float32
-        )
-    if data_type == "colour":
-        return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
-    return image[None].astype(np.float32) / 255.0
-
-
-def decode(channels: np.ndarray, data_type: str) -> np.ndarray:
-    """Float ``(C, H, W)`` -> uint8 image: argmax for n-phase, rounded intensities otherwise."""
-    if data_type in NPHASE_TYPES:
-        return np.argmax(channels, axis=0).astype(np.uint8)
-    grey = np.clip(np.rint(np.asarray(channels, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return grey.transpose(1, 2, 0) if data_type == "colour" else grey[0]
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def eligible_corners(mask: np.ndarray, patch: int) -> np.ndarray:
-    """Top-left corners of ``patch x patch`` windows that contain no masked pixel.
-
-    One integral image answers every window at once (the research code summed 4096
-    rolled copies of the full mask, W21).
-
-    Parameters
-    ----------
-    mask : ndarray of bool, (H, W)
-    patch : int
-
-    Returns
-    -------
-    ndarray of int64, (K, 2)
-        ``(row, col)`` of every eligible corner, row-major order.
-    """
-    m = np.asarray(mask, dtype=bool)
-    h, w = m.shape
-    if h < patch or w < patch:
-        return np.zeros((0, 2), dtype=np.int64)
-    s = np.zeros((h + 1, w + 1), dtype=np.int64)
-    s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1)
-    window = s[patch:, patch:] - s[:-patch, patch:] - s[patch:, :-patch] + s[:-patch, :-patch]
-    return np.argwhere(window == 0)
-
-
-def mask_regions(mask: np.ndarray, group_gap: int = 8) -> list[np.ndarray]:
-    """Split a mask into regions to fill one at a time.
-
-    Connected components (8-connectivity) closer than ``group_gap`` pixels are grouped,
-    so a scale bar and the letters of its label become one region with one shared
-    context window.
-
-    Returns
-    -------
-    list of ndarray of bool
-        One full-size boolean mask per region, ordered by first pixel (row-major).
-    """
-    from scipy import ndimage
-
-    m = np.asarray(mask, dtype=bool)
-    if not m.any():
-        return []
-    grown = (
-        ndimage.binary_dilation(
-            m, structure=np.ones((3, 3), bool), iterations=max(int(group_gap) // 2, 0)
-        )
-        if group_gap > 1
-        else m
-    )
-    labels, n = ndimage.label(grown, structure=np.ones((3, 3), int))
-    regions = []
-    for k in range(1, n + 1):
-        r = m & (labels == k)
-        if r.any():
-            regions.append(r)
-    return regions
-
-
-def _window(region: np.ndarray, context: int) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    h, w = region.shape
-    return (
-        max(int(rows[0]) - context, 0),
-        min(int(rows[-1]) + 1 + context, h),
-        max(int(cols[0]) - context, 0),
-        min(int(cols[-1]) + 1 + context, w),
-    )
 
 
 # --------------------------------------------------------------------------- networks
@@ -351,7 +177,7 @@ def train_patch_gan(
     opt_d = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
 
     def real_batch():
-        # gather patches on the device: no host round trip, no Python loop (W9)
+        # gather patches on the device: no host round trip, no Python loop
         pick = corners_t[torch.randint(len(corners_t), (batch_size,), device=device, generator=g)]
         rows = (pick[:, 0, None] + offs)[:, :, None]
         cols = (pick[:, 1, None] + offs)[:, None, :]
@@ -375,7 +201,7 @@ def train_patch_gan(
             opt_d.zero_grad(set_to_none=True)
             (gp_weight * gp - w).backward()
             opt_d.step()
-            # kept as tensors: no per-step device sync (W9)
+            # kept as tensors: no per-step device sync
             w_hist.append(w.detach())
             gp_hist.append(gp.detach())
         for p in critic.parameters():
@@ -465,14 +291,14 @@ def optimise_latent(
         if n_known > 0:
             opt = torch.optim.Adam([z], lr=opt_lr)
             for _ in range(opt_steps):
-                opt.zero_grad(set_to_none=True)  # W23: gradients must not accumulate
+                opt.zero_grad(set_to_none=True)  # gradients must not accumulate across steps
                 out = gen(z)[:, :, :h, :w]
                 err = (((out - tgt) ** 2).sum(1) * kn).sum((1, 2)) / n_known
                 if fraction_weight and n_unknown:
                     fill_mean = (out * unknown[:, None]).sum((2, 3)) / n_unknown
                     err = err + fraction_weight * ((fill_mean - context_mean) ** 2).sum(1)
                 err.sum().backward()  # latents are independent: one backward for all
-                opt.step()  # exactly one step per iteration (W23)
+                opt.step()  # exactly one step per iteration
                 if progress is not None:
                     progress(1)
         elif progress is not None:
@@ -487,14 +313,6 @@ def optimise_latent(
         for p in gen.parameters():
             p.requires_grad_(True)
     return result, fit
-
-
-def composite(image: np.ndarray, fill: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Copy of ``image`` with only the ``mask`` pixels taken from ``fill`` (same shape)."""
-    out = np.array(image, copy=True)
-    m = np.asarray(mask, dtype=bool)
-    out[m] = np.asarray(fill)[m]
-    return out
 
 
 def inpaint_gan(
@@ -521,7 +339,7 @@ def inpaint_gan(
     seed : int
         Seeds training and latent optimisation.
     device : str
-        ``cpu`` or ``cuda`` (use :func:`resolve_device` for ``auto``).
+        ``cpu`` or ``cuda`` (:func:`microlib.device.resolve_device` turns ``auto`` into one).
     progress : callable, optional
         Called with the number of steps done (generator updates, then
         latent-optimisation steps); total = ``iterations + regions * opt_steps``.
@@ -573,7 +391,7 @@ def inpaint_gan(
     fill = np.zeros_like(channels)
     regions = []
     for k, region in enumerate(mask_regions(m, p["group_gap"])):
-        y0, y1, x0, x1 = _window(region, p["context"])
+        y0, y1, x0, x1 = region_window(region, p["context"])
         target = channels[:, y0:y1, x0:x1]
         known = ~m[y0:y1, x0:x1]
         out, fit = optimise_latent(
@@ -601,191 +419,3 @@ def inpaint_gan(
     info["regions"] = regions
     info["fill_seconds"] = round(time.perf_counter() - t0, 3)
     return composite(image, decode(fill, data_type), m), info
-
-
-def inpaint_telea(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    data_type: str,
-    n_phases: int,
-    radius: float = 5.0,
-) -> tuple[np.ndarray, dict]:
-    """In-paint with OpenCV's Telea fast-marching method (baseline and fallback).
-
-    n-phase images are in-painted channel by channel on their one-hot encoding and
-    re-labelled by argmax, so no label between two phases is ever invented.
-
-    Returns
-    -------
-    out : ndarray of uint8
-        Same shape as ``image``; pixels outside the mask are identical to ``image``.
-    info : dict
-        ``method``, ``radius``, ``masked_pixels``.
-    """
-    import cv2
-
-    m = check_inputs(image, mask, data_type, n_phases)
-    info = {"method": "telea", "radius": float(radius), "masked_pixels": int(m.sum())}
-    if not m.any():
-        return np.array(image, copy=True), info
-    m8 = m.astype(np.uint8) * 255
-    if data_type in NPHASE_TYPES:
-        score = np.stack(
-            [
-                cv2.inpaint(
-                    np.where(image == k, 255, 0).astype(np.uint8), m8, radius, cv2.INPAINT_TELEA
-                )
-                for k in range(n_phases)
-            ]
-        )
-        fill = np.argmax(score, axis=0).astype(np.uint8)
-    else:
-        fill = cv2.inpaint(np.ascontiguousarray(image), m8, radius, cv2.INPAINT_TELEA)
-    return composite(image, fill, m), info
-
-
-def inpaint(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    data_type: str,
-    n_phases: int,
-    method: str = "gan",
-    seed: int = 0,
-    device: str = "cpu",
-    progress: Callable[[int], None] | None = None,
-    telea_radius: float = 5.0,
-    **params: Any,
-) -> tuple[np.ndarray, dict]:
-    """In-paint ``mask`` in ``image`` with ``method`` (``gan`` or ``telea``).
-
-    The one entry point the command uses; see :func:`inpaint_gan` and
-    :func:`inpaint_telea`. An empty mask returns an unchanged copy with
-    ``info["method"] == "none"``.
-    """
-    m = check_inputs(image, mask, data_type, n_phases)
-    if not m.any():
-        return np.array(image, copy=True), {"method": "none", "masked_pixels": 0}
-    if method == "gan":
-        return inpaint_gan(
-            image,
-            m,
-            data_type=data_type,
-            n_phases=n_phases,
-            seed=seed,
-            device=device,
-            progress=progress,
-            **params,
-        )
-    if method == "telea":
-        return inpaint_telea(image, m, data_type=data_type, n_phases=n_phases, radius=telea_radius)
-    raise MicrolibError(f"unknown in-painting method {method!r} (expected gan or telea)")
-
-
-# --------------------------------------------------------------------------- quality
-
-
-def region_statistics(
-    image: np.ndarray, region: np.ndarray, *, data_type: str, n_phases: int, max_lag: int = 16
-) -> dict:
-    """Statistics of the pixels of ``region`` and how they join their surroundings.
-
-    Used to judge an in-painting against the hidden truth (benchmark) or against the
-    rest of the image (tests). Pairs of pixels count when at least one end lies in the
-    region, so a visible seam along the region's border shows up as an error.
-
-    Parameters
-    ----------
-    image : ndarray of uint8
-        ``(H, W)`` labels/grey or ``(H, W, 3)`` RGB (colour uses the channel mean).
-    region : ndarray of bool, (H, W)
-    max_lag : int
-        Largest pixel separation of the two-point statistics.
-
-    Returns
-    -------
-    dict
-        n-phase: ``phase_fractions`` (n,), ``interface_density`` (fraction of
-        neighbouring pairs with different labels), ``s2`` ((n, max_lag+1): probability
-        that both ends of a pair at lag r are of phase k, mean of the x and y axes).
-        grey/colour: ``mean``, ``std``, ``histogram`` (32 bins, normalised),
-        ``autocovariance`` ((max_lag+1,), normalised, mean of x and y).
-    """
-    r = np.asarray(region, dtype=bool)
-    img = np.asarray(image)
-    if img.ndim == 3:
-        img = img.mean(axis=2)
-
-    def pairs(a: np.ndarray, lag: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
-        if lag == 0:
-            return a[r], a[r]
-        sl_a = [slice(None)] * 2
-        sl_b = [slice(None)] * 2
-        sl_a[axis] = slice(None, -lag)
-        sl_b[axis] = slice(lag, None)
-        keep = r[tuple(sl_a)] | r[tuple(sl_b)]
-        return a[tuple(sl_a)][keep], a[tuple(sl_b)][keep]
-
-    out: dict[str, Any] = {"pixels": int(r.sum())}
-    if data_type in NPHASE_TYPES:
-        vals = img[r]
-        out["phase_fractions"] = np.bincount(vals, minlength=n_phases)[:n_phases] / max(
-            vals.size, 1
-        )
-        diff = [np.mean(u != v) for u, v in (pairs(img, 1, 0), pairs(img, 1, 1)) if u.size]
-        out["interface_density"] = float(np.mean(diff)) if diff else 0.0
-        s2 = np.zeros((n_phases, max_lag + 1))
-        for lag in range(max_lag + 1):
-            per_axis = []
-            for axis in (0, 1):
-                u, v = pairs(img, lag, axis)
-                if u.size:
-                    per_axis.append([np.mean((u == k) & (v == k)) for k in range(n_phases)])
-            if per_axis:
-                s2[:, lag] = np.mean(per_axis, axis=0)
-        out["s2"] = s2
-    else:
-        vals = img[r].astype(np.float64)
-        out["mean"] = float(vals.mean()) if vals.size else 0.0
-        out["std"] = float(vals.std()) if vals.size else 0.0
-        hist, _ = np.histogram(vals, bins=32, range=(0, 256))
-        out["histogram"] = hist / max(hist.sum(), 1)
-        full = img.astype(np.float64)
-        mu, var = full.mean(), max(full.var(), 1e-12)
-        ac = np.zeros(max_lag + 1)
-        for lag in range(max_lag + 1):
-            per_axis = [
-                np.mean((u - mu) * (v - mu)) / var
-                for u, v in (pairs(full, lag, 0), pairs(full, lag, 1))
-                if u.size
-            ]
-            ac[lag] = np.mean(per_axis) if per_axis else 0.0
-        out["autocovariance"] = ac
-    return out
-
-
-def statistics_error(a: dict, b: dict) -> dict:
-    """Absolute differences between two :func:`region_statistics` results.
-
-    n-phase: ``phase_fraction`` (mean abs over phases), ``interface_density``,
-    ``s2`` (mean abs over phases and lags). grey: ``mean``/``std`` (grey levels),
-    ``histogram`` (Wasserstein-1 between the 32-bin histograms, in bins),
-    ``autocovariance`` (mean abs over lags).
-    """
-    if "phase_fractions" in a:
-        return {
-            "phase_fraction": float(
-                np.mean(np.abs(np.asarray(a["phase_fractions"]) - b["phase_fractions"]))
-            ),
-            "interface_density": abs(a["interface_density"] - b["interface_density"]),
-            "s2": float(np.mean(np.abs(np.asarray(a["s2"]) - b["s2"]))),
-        }
-    return {
-        "mean": abs(a["mean"] - b["mean"]),
-        "std": abs(a["std"] - b["std"]),
-        "histogram": float(np.abs(np.cumsum(a["histogram"]) - np.cumsum(b["histogram"])).sum()),
-        "autocovariance": float(
-            np.mean(np.abs(np.asarray(a["autocovariance"]) - b["autocovariance"]))
-        ),
-    }
