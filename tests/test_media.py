@@ -191,12 +191,15 @@ def test_cli_writes_all_media(tmp_path):
         with Image.open(out / f"microstructure050_{kind}.gif") as im:
             assert im.size == (96, 96) and im.n_frames == n_frames and im.info.get("loop") == 0
     preview = mio.read_image(out / "microstructure050_preview.png")
-    assert preview.shape[0] == 96 + 22 and preview.shape[1] > 5 * 96
-    # the 2D tile is the training image in label colours
+    # 40^3 volume in a 96 px cube frame: 2 screen px per voxel and per image pixel;
+    # four 80 px slice panels with a scale band under them, then the 96 px cube
+    band = M.CAPTION_BAND
+    assert preview.shape[:2] == (band + max(80 + M.SCALE_BAND, 96), 4 * 80 + 96 + 4 * 8)
+    # the 2D tile is the training image in label colours, each pixel exactly 2 x 2
     cols = M.label_colours(2)
-    tile = preview[22:, :96]
-    expected = np.asarray(Image.fromarray(img).resize((96, 96), Image.NEAREST))
-    assert np.mean(classify(tile.reshape(-1, 3), cols).reshape(96, 96) == expected) > 0.9
+    tile = preview[band : band + 80, :80]
+    expected = img.repeat(2, axis=0).repeat(2, axis=1)
+    np.testing.assert_array_equal(classify(tile.reshape(-1, 3), cols).reshape(80, 80), expected)
     panel = mio.read_image(out / "microstructure050_inpaint.png")
     left = panel[22:, :40]
     red = np.all(left == M.MASK_COLOUR, axis=-1)
@@ -276,3 +279,80 @@ def test_cli_rejects_bad_volumes(tmp_path, bad, capsys):
         ]
     )
     assert rc == 2 and "volume must be a uint8" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- equal scale
+
+
+def _black_runs(row: np.ndarray) -> list[int]:
+    """Lengths of runs of pure black pixels along one row of an RGB image."""
+    black = np.all(row == 0, axis=-1).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], black, [0]])))
+    return list(edges[1::2] - edges[::2])
+
+
+def _square_entry():
+    """A 200x240 training image and a 40^3 volume, each with a 10-pixel square/cube of
+    label 1 at the centre: the same physical feature in 2D and 3D."""
+    img = np.zeros((200, 240), np.uint8)
+    img[95:105, 115:125] = 1
+    vol = np.zeros((40, 40, 40), np.uint8)
+    vol[15:25, 15:25, 15:25] = 1
+    return img, vol
+
+
+def test_preview_draws_2d_and_3d_at_the_same_pixel_scale():
+    img, vol = _square_entry()
+    colour = M.colouriser("twophase", 2)
+    cols = M.label_colours(2)
+    assert M.zoom_factor(vol.shape, 120) == 3
+    fig = M.preview(img, vol, colour, size=120)
+    band, width, gap = M.CAPTION_BAND, 40 * 3, 8
+    sizes = []
+    for i in range(4):  # crop, z, y and x slices
+        panel = fig[band : band + width, i * (width + gap) : i * (width + gap) + width]
+        labels = classify(panel.reshape(-1, 3), cols).reshape(width, width)
+        rows, cols_ = np.nonzero(labels == 1)
+        sizes.append((rows.max() - rows.min() + 1, cols_.max() - cols_.min() + 1))
+    # 10 image pixels and 10 voxels both span 30 screen pixels
+    assert sizes == [(30, 30)] * 4
+    # the crop is the image's centre, not the image squeezed into the panel
+    np.testing.assert_array_equal(M.centre_crop(img, 40, 40), img[80:120, 100:140])
+
+
+def test_scale_bar_length_matches_the_voxel_size():
+    assert M.round_length(8.0) == 5 and M.round_length(20.0) == 20 and M.round_length(0.7) == 0.5
+    assert M.format_length(50) == "50 µm" and M.format_length(0.5) == "500 nm"
+    assert M.format_length(2000) == "2 mm"
+    # 0.5 µm voxels at 3 screen px each: 6 px per µm; room 48 px -> 8 µm -> a 5 µm bar
+    assert M.scale_bar(0.5, 3, 48) == (5.0, 30)
+    img, vol = _square_entry()
+    colour = M.colouriser("twophase", 2)
+    fig = M.preview(img, vol, colour, size=120, voxel_size_um=0.5)
+    band, width, gap = M.CAPTION_BAND, 40 * 3, 8
+    bar_rows = fig[band + width : band + width + M.SCALE_BAND]
+    for i in range(4):
+        panel = bar_rows[:, i * (width + gap) : i * (width + gap) + width]
+        longest = max(max(_black_runs(r), default=0) for r in panel)
+        assert longest == 30, i  # the bar, 5 µm long, on every panel
+    # and the feature: 10 voxels of 0.5 µm = 5 µm = the bar's length on screen
+    plain = M.preview(img, vol, colour, size=120)
+    plain_bars = plain[band + width : band + width + M.SCALE_BAND, :width]
+    assert max(max(_black_runs(r), default=0) for r in plain_bars) < 10  # "scale unknown"
+
+
+def test_cli_preview_takes_the_voxel_size_from_the_metadata(tmp_path):
+    img, vol = _square_entry()
+    meta = {"id": "000051", "data_type": "twophase", "n_phases": 2, "voxel_size_um": 0.25}
+    mio.write_png(tmp_path / "t.png", img, meta)
+    mio.write_tif(tmp_path / "v.tif", vol, 0.25, meta)
+    out = tmp_path / "media"
+    args = ["--volume", str(tmp_path / "v.tif"), "--image", str(tmp_path / "t.png")]
+    rc = main(["media", *args, "--out-dir", str(out), "--name", "m51", "--frames", "2"])
+    assert rc == 0
+    fig = mio.read_image(out / "m51_preview.png")
+    f = M.zoom_factor(vol.shape, 256)  # the default --size
+    length, px = M.scale_bar(0.25, f, int(0.4 * 40 * f))
+    assert px == round(length * f / 0.25)
+    bars = fig[M.CAPTION_BAND + 40 * f : M.CAPTION_BAND + 40 * f + M.SCALE_BAND, : 40 * f]
+    assert max(max(_black_runs(r), default=0) for r in bars) == px

@@ -12,6 +12,9 @@ import argparse
 import time
 
 import numpy as np
+from scipy import ndimage
+
+from microlib import validate as V
 
 HELP = "S2/surface-area implementation vs a straightforward reference on a 320^3 volume"
 
@@ -25,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def synthetic_volume(size: int, n_phases: int, seed: int = 0) -> np.ndarray:
     """Blobby n-phase volume: smoothed noise cut at equal-fraction quantiles."""
-    from scipy import ndimage
-
     rng = np.random.default_rng(seed)
     f = ndimage.gaussian_filter(rng.standard_normal((size,) * 3, dtype=np.float32), 3.0)
     cuts = np.quantile(f[::4, ::4, ::4], np.linspace(0, 1, n_phases + 1)[1:-1])
@@ -52,8 +53,6 @@ def reference(labels: np.ndarray, n_phases: int, max_lag: int) -> tuple[np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
-    from microlib import validate as V
-
     t0 = time.perf_counter()
     vol = synthetic_volume(args.size, args.phases, args.seed)
     print(

@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from microlib import io as mio
+from microlib import media as M
+from microlib.datatypes import NPHASE_TYPES
 from microlib.errors import MicrolibError
+from microlib.inpaint import infer_data_type
 
 HELP = "previews and animations of an entry"
 log = logging.getLogger("microlib.media")
@@ -33,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         type=int,
         default=256,
-        help="animation frame edge and preview tile height in px (default 256)",
+        help="animation frame edge and preview cube edge in px; preview slices are zoomed "
+        "by the largest integer factor that fits the volume in it (default 256)",
     )
     parser.add_argument("--duration", type=int, default=80, help="ms per GIF frame (default 80)")
     parser.add_argument("--elevation", type=float, default=30.0, help="camera elevation in degrees")
@@ -49,9 +53,6 @@ def _read(path: Path, what: str, entry: str, reader) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from microlib import media as M
-    from microlib.inpaint import NPHASE_TYPES, infer_data_type
-
     entry = args.name
     if (args.segmented is None) != (args.mask is None):
         raise MicrolibError("--segmented and --mask go together", entry=entry)
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     volume = _read(args.volume, "volume", entry, mio.read_tif)
     image = _read(args.image, "training image", entry, mio.read_image)
     meta = mio.read_png_meta(args.image)
+    vol_meta = mio.read_tif_meta(args.volume)
     data_type, n_phases = meta.get("data_type"), meta.get("n_phases")
     if not data_type:
         data_type, n_phases = infer_data_type(image)
@@ -73,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
         )
     colour = M.colouriser(data_type, n_phases)
     nearest = data_type in NPHASE_TYPES
+    # one pixel = one voxel: the training image's size is the volume's voxel size
+    voxel = meta.get("voxel_size_um") or vol_meta.get("voxel_size_um")
     out = args.out_dir
     t0 = time.perf_counter()
 
     mio.write_png(
         out / f"{entry}_preview.png",
-        M.preview(image, volume, colour, size=args.size, nearest=nearest),
+        M.preview(image, volume, colour, size=args.size, nearest=nearest, voxel_size_um=voxel),
     )
     frames = M.rotation_frames(
         volume, colour, frames=args.frames, size=args.size, elevation=args.elevation

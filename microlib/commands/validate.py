@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from microlib import io as mio
+from microlib import validate as V
+from microlib.device import resolve_device
 from microlib.errors import MicrolibError
+from microlib.inpaint import infer_data_type
 
 HELP = "compare 2D training image and 3D volume metrics"
 log = logging.getLogger("microlib.validate")
@@ -52,11 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch is only needed for the thread count and the solver: keep --help fast
     import torch
-
-    from microlib import validate as V
-    from microlib.device import resolve_device
-    from microlib.inpaint import infer_data_type
 
     entry = args.out.stem
     for what, path in (("training image", args.image), ("volume", args.volume)):
@@ -121,12 +121,14 @@ def run(args: argparse.Namespace) -> int:
     s = doc["summary"]
     if data_type in V.NPHASE_TYPES:
         log.info(
-            "%s: vf error %.2f %% (max %.2f %%), surface error %s %%, S2 error %.4f, flags: %s (%.1f s)",
+            "%s: vf error %.2f points, surface error %s %%, S2 curve error %s, "
+            "anisotropy 3D %s, checkerboard 3D/2D %s, flags: %s (%.1f s)",
             entry,
-            s["vf_mean_abs_pct_error"] or 0.0,
-            s["vf_max_abs_pct_error"] or 0.0,
+            s["vf_max_abs_error_points"],
             s["surface_area_pct_error"],
-            s["s2_mean_abs_error"],
+            s["s2_curve_error"],
+            s["sa_anisotropy_3d"],
+            s["checkerboard_ratio"],
             ", ".join(s["flags"]) or "none",
             seconds,
         )

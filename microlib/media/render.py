@@ -1,6 +1,6 @@
-"""Previews and animations of an entry, rendered on the CPU in a few seconds.
+"""Colours, the textured-cube renderer and the animations of an entry, on the CPU.
 
-The research code ray-traced one cube per voxel with NVIDIA OptiX (W28). A cube seen
+The research code ray-traced one cube per voxel with NVIDIA OptiX. A cube seen
 from outside shows only its six outer slices, so here each visible face is drawn as a
 textured parallelogram: an orthographic camera, one affine warp per face
 (``cv2.warpAffine``), back faces culled, painter's order, one Lambert shade per face.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from microlib.datatypes import NPHASE_TYPES  # noqa: E402
+from microlib.datatypes import NPHASE_TYPES
 
 # viridis anchors: ordered dark -> light like the labels (label 0 = darkest phase),
 # distinct to colour-blind readers and unlike the red used to show masks
@@ -256,98 +256,6 @@ def slicing_frames(
         render_box(volume, colour, azimuth=azimuth, elevation=elevation, size=size, z0=int(k))
         for k in depths
     ]
-
-
-# --------------------------------------------------------------------------- composites
-
-
-def fit_height(rgb: np.ndarray, height: int, nearest: bool = False) -> np.ndarray:
-    """Resize an RGB image to ``height`` rows, keeping the aspect ratio."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    if h == height:
-        return rgb
-    width = max(int(round(w * height / h)), 1)
-    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if height < h else cv2.INTER_LINEAR)
-    return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interp)
-
-
-def _caption(tile: np.ndarray, text: str, band: int = 22) -> np.ndarray:
-    import cv2
-
-    out = np.full((tile.shape[0] + band, tile.shape[1], 3), 255, np.uint8)
-    out[band:] = tile
-    cv2.putText(out, text, (4, band - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
-
-
-def hstack(tiles: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
-    """Tiles side by side on white, top-aligned, ``gap`` px apart."""
-    h = max(t.shape[0] for t in tiles)
-    w = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
-    out = np.full((h, w, 3), 255, np.uint8)
-    x = 0
-    for t in tiles:
-        out[: t.shape[0], x : x + t.shape[1]] = t
-        x += t.shape[1] + gap
-    return out
-
-
-def preview(
-    image: np.ndarray,
-    volume: np.ndarray,
-    colour: Callable,
-    *,
-    size: int = 256,
-    nearest: bool = False,
-) -> np.ndarray:
-    """Training image | z, y, x mid-slices | cube render, captioned, ``size`` px tall.
-
-    ``nearest`` keeps label colours exact when tiles are scaled (n-phase data).
-    """
-    zn, yn, xn = volume.shape[:3]
-    tiles = [
-        _caption(fit_height(colour(image), size, nearest), "2D training image"),
-        _caption(fit_height(colour(volume[zn // 2]), size, nearest), f"3D z = {zn // 2}"),
-        _caption(fit_height(colour(volume[:, yn // 2]), size, nearest), f"3D y = {yn // 2}"),
-        _caption(fit_height(colour(volume[:, :, xn // 2]), size, nearest), f"3D x = {xn // 2}"),
-        _caption(
-            render_box(volume, colour, azimuth=35.0, elevation=30.0, size=size),
-            f"3D {zn}x{yn}x{xn}",
-        ),
-    ]
-    return hstack(tiles)
-
-
-def mask_overlay(
-    image_rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = MASK_COLOUR
-) -> np.ndarray:
-    """Copy of an RGB image with the mask's pixels painted ``colour``."""
-    out = np.array(image_rgb, copy=True)
-    out[np.asarray(mask) > 0] = colour
-    return out
-
-
-def inpaint_panel(
-    segmented: np.ndarray,
-    mask: np.ndarray,
-    training: np.ndarray,
-    colour: Callable,
-    *,
-    max_height: int = 1024,
-) -> np.ndarray:
-    """Segmented image with the mask in red beside the in-painted training image
-    (MicroLib Figure 2, columns 2-3), at native resolution up to ``max_height``."""
-    left = mask_overlay(colour(segmented), mask)
-    right = colour(training)
-    h = min(left.shape[0], max_height)
-    return hstack(
-        [
-            _caption(fit_height(left, h, True), "segmented + mask"),
-            _caption(fit_height(right, h, True), "in-painted (training)"),
-        ]
-    )
 
 
 def encode_gif(frames: Sequence[np.ndarray], duration_ms: int = 80, colours: int = 256) -> bytes:
