@@ -530,11 +530,11 @@ def test_separability_of_known_histograms():
     levels = np.arange(256)
     two = np.zeros(256)
     two[[50, 200]] = [300, 700]
-    assert A.separability(two, A._otsu_thresholds(two, 2)) == pytest.approx(1.0)
+    assert A.separability(two, A.otsu_thresholds(two, 2)) == pytest.approx(1.0)
     uniform = np.ones(256)
-    assert A.separability(uniform, A._otsu_thresholds(uniform, 2)) == pytest.approx(0.75, abs=0.01)
+    assert A.separability(uniform, A.otsu_thresholds(uniform, 2)) == pytest.approx(0.75, abs=0.01)
     gauss = np.exp(-0.5 * ((levels - 128) / 20.0) ** 2)
-    assert A.separability(gauss, A._otsu_thresholds(gauss, 2)) == pytest.approx(2 / np.pi, abs=0.01)
+    assert A.separability(gauss, A.otsu_thresholds(gauss, 2)) == pytest.approx(2 / np.pi, abs=0.01)
 
 
 def test_refined_thresholds_sit_between_phase_modes_despite_unequal_fractions():
@@ -542,8 +542,8 @@ def test_refined_thresholds_sit_between_phase_modes_despite_unequal_fractions():
     f = demo_site.gaussian_random_field((300, 300), 4.0, rng)
     img = np.where(f < np.quantile(f, 0.1), 80.0, 180.0)  # 10 % dark particles
     img = ndimage.gaussian_filter(img, 1.0) + rng.normal(0, 6, img.shape)
-    hist = A._hist(img.ravel())
-    otsu = A._otsu_thresholds(hist, 2)[0]
+    hist = A.grey_histogram(img.ravel())
+    otsu = A.otsu_thresholds(hist, 2)[0]
     refined = A.refine_thresholds(hist, [otsu])[0]
     assert abs(refined - 130.5) <= 3 and abs(refined - 130.5) < abs(otsu - 130.5)
 

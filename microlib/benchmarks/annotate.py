@@ -74,8 +74,8 @@ def _otsu_type(img: np.ndarray) -> str:
     three-phase: what a threshold-only pipeline such as MicroLib's can express)."""
     from microlib import annotate as A
 
-    hist = A._hist(A.to_grey(img).ravel())
-    th = A._otsu_thresholds(hist, 2)
+    hist = A.grey_histogram(A.to_grey(img).ravel())
+    th = A.otsu_thresholds(hist, 2)
     return "twophase" if th and A.separability(hist, th) >= 0.85 else "grayscale"
 
 
@@ -149,7 +149,7 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
         ok = sum(1 for p in per if p["filters"][k]["passed"] is not False)
         scores = [p["filters"][k]["score"] for p in per if p["filters"][k]["score"] is not None]
         print(
-            f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A._FILTER_RULES[k][0]) if k in A._FILTER_RULES else 1.0:g}"
+            f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A.FILTER_RULES[k][0]) if k in A.FILTER_RULES else 1.0:g}"
             f"   scores min {min(scores):.3f} median {float(np.median(scores)):.3f} max {max(scores):.3f}"
         )
     for comp in A.QUALITY_COMPONENTS:
@@ -162,7 +162,7 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
         if vals:
             print(
                 f"    quality.{comp:<11} applicable {len(vals)}  min {min(vals):.3f} max {max(vals):.3f}"
-                f"  (threshold {getattr(th, A._QUALITY_RULES[comp][0]):g} {A._QUALITY_RULES[comp][1]})"
+                f"  (threshold {getattr(th, A.QUALITY_RULES[comp][0]):g} {A.QUALITY_RULES[comp][1]})"
             )
     all_ok = sum(1 for p in per if not p["failed"])
     print(f"  all filters       {all_ok}/{n} = {all_ok / n:.1%}")
