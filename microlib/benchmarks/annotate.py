@@ -28,6 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from microlib import annotate as A
+from microlib import demo_site
+from microlib.io import read_image
+from microlib.segment import segment_image
+
 HELP = "annotation filters and type decision on real data and the demo library (agreement + ratios)"
 
 
@@ -72,7 +77,6 @@ def _otsu_type(img: np.ndarray) -> str:
     """Baseline type rule for raw images: plain two-class Otsu on the luminance,
     two-phase when its separability reaches 0.85, else grayscale (no colour, no
     three-phase: what a threshold-only pipeline such as MicroLib's can express)."""
-    from microlib import annotate as A
 
     hist = A.grey_histogram(A.to_grey(img).ravel())
     th = A.otsu_thresholds(hist, 2)
@@ -84,8 +88,6 @@ def _fmt(x: float | None, nd: int = 3) -> str:
 
 
 def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
-    from microlib import annotate as A
-    from microlib.io import read_image
 
     rows = list(csv.DictReader(open(root / "micrographs.csv", encoding="utf-8")))
     if limit:
@@ -201,8 +203,6 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
 
 
 def bench_examples(root: Path) -> None:
-    from microlib import annotate as A
-    from microlib.io import read_image
 
     d = root / "inpainter_examples"
     if not d.is_dir():
@@ -224,10 +224,6 @@ def bench_examples(root: Path) -> None:
 
 def bench_demo(seed: int) -> dict[str, Any]:
     from PIL import Image
-
-    from microlib import annotate as A
-    from microlib import demo_site
-    from microlib.segment import segment_image
 
     files, truth = demo_site.build_site(seed)
     print(f"\n== demo library (seed {seed}) against its ground truth ==")
