@@ -3,12 +3,17 @@
 Modes::
 
     microlib annotate entry --image raw/000237.jpg --meta raw/000237.json \\
-        --out annotations/000237.json [--curation config/curation.yaml] [threshold flags]
+        --out annotations/000237.json [--curation config/curation.yaml] [threshold flags] \\
+        [segment flags: --denoise ... --denoise-size ... --[no-]halos]
     microlib annotate select --out annotations/selection.json [threshold flags] ANNOTATION.json...
     microlib annotate import-prelabelled prelabelled_anns.json --out my_curation.yaml
 
 ``entry`` never fails on a bad image: an unreadable or corrupt file gives an annotation
-with ``included: false`` and the reason, and one log line naming the entry. ``select``
+with ``included: false`` and the reason, and one log line naming the entry. A pixel
+format the pipeline does not read (floating point) is an error instead: the image may
+be fine, the user has to convert it. ``entry`` takes the ``microlib segment`` flags
+(the workflow passes the ``segment:`` section to both), so the phase fractions it
+predicts are those of the segmented image. ``select``
 re-decides every verdict from the stored scores (threshold flags given here override
 those the annotations were made with), then removes near-duplicates.
 """
@@ -23,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from microlib.annotate import (
@@ -222,13 +227,7 @@ def _read_image(path: Path, ident: str) -> tuple[np.ndarray | None, str | None]:
         raise
     except UnsupportedImageError as exc:
         raise MicrolibError(f"{path}: {exc}", entry=ident) from exc
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return None, f"cannot decode {path.name}: {exc}"
     if img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
         return None, f"{path.name} is not a usable 2D image (shape {tuple(img.shape)})"
