@@ -36,6 +36,7 @@ test-slurm: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check microlib tests
 	$(BIN)/ruff format --check microlib tests
+	$(BIN)/lint-imports
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 

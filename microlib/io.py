@@ -122,14 +122,35 @@ def sha256_file(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------- images
 
 
+class UnsupportedImageError(ValueError):
+    """A decodable image in a pixel format the pipeline does not read (e.g. float)."""
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image as uint8: ``(H, W)`` for grey, ``(H, W, 3)`` for colour.
 
     Alpha is dropped; 16-bit images are scaled to 8 bit; palette images are expanded.
+
+    Raises
+    ------
+    UnsupportedImageError
+        For floating-point pixels: their range (0..1, 0..255, physical units) is not
+        recorded, and converting them as integers turns a 0..1 image black.
+    ValueError
+        When the header declares more pixels than PIL's decompression-bomb limit.
     """
     from PIL import Image
 
-    with Image.open(path) as im:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"declared image size too large: {exc}") from exc
+    with opened as im:
+        if im.mode.startswith("F"):
+            raise UnsupportedImageError(
+                f"unsupported pixel format: floating-point ({im.mode}) image; "
+                "convert it to 8- or 16-bit integers"
+            )
         im.load()
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im, dtype=np.float64)

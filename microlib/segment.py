@@ -6,18 +6,60 @@ ascending grey order (label 0 = darkest phase), grayscale images stay grey, colo
 stay RGB; the mask is 0/255 with 255 on the pixels the in-painter must fill.
 
 MicroLib relabelled pixels in place, interval by interval, so for three or more phases the
-already-written label 1 fell into the last interval and classes merged (ANCHORS W20).
-Here every pixel is binned once with ``np.digitize`` against the ascending thresholds.
+already-written label 1 fell into the last interval and classes merged. Here every
+pixel is binned once with ``np.digitize`` against the ascending thresholds.
+
+Layering: ``image`` -> ``scalebar`` -> ``segment`` -> ``annotate``. The annotate stage
+predicts the phase fractions of the segmented image with :func:`label_phases` and the
+same :class:`SegmentSettings` the segment stage runs with.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from microlib.datatypes import MAX_PHASES, NPHASE_TYPES
+from microlib.errors import MicrolibError
+from microlib.image import clip_box, crop_image, to_grey, uint8_image
+from microlib.scalebar import bar_mask_args, scale_bar_mask
+
 DENOISE_METHODS = ("none", "median", "gaussian")
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How n-phase images are thresholded into labels (the ``segment:`` config section).
+
+    The annotate stage predicts phase fractions with these too, so both stages must be
+    given the same values (the workflow passes the ``segment:`` section to both rules).
+
+    Attributes
+    ----------
+    denoise : {"none", "median", "gaussian"}
+        Denoising before thresholding, see :func:`denoise`.
+    denoise_size : float
+        Median window or three Gaussian sigmas, px.
+    halos : bool
+        Remove blurred-transition rims of intermediate phases (:func:`suppress_halos`).
+    """
+
+    denoise: str = "median"
+    denoise_size: float = 3
+    halos: bool = True
+
+    def __post_init__(self) -> None:
+        if self.denoise not in DENOISE_METHODS:
+            raise ValueError(
+                f"unknown denoise method {self.denoise!r} "
+                f"(choose from {', '.join(DENOISE_METHODS)})"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def denoise(grey: np.ndarray, method: str = "median", size: float = 3) -> np.ndarray:
@@ -131,8 +173,8 @@ def label_phases(
         raise ValueError("label_phases needs at least one threshold")
     if np.any(np.diff(th) <= 0):
         raise ValueError(f"thresholds must be strictly ascending, got {list(thresholds)}")
-    if th.size > 254:
-        raise ValueError("too many phases for uint8 labels")
+    if th.size + 1 > MAX_PHASES:
+        raise ValueError(f"{th.size + 1} phases from the thresholds; at most {MAX_PHASES}")
     g = denoise(grey, method, size)
     lab = np.digitize(g, th).astype(np.uint8)
     if halos and th.size >= 2:
@@ -165,6 +207,7 @@ def segment_image(
     method: str = "median",
     size: float = 3,
     halos: bool = True,
+    settings: SegmentSettings | None = None,
     entry: str | None = None,
 ) -> dict[str, Any]:
     """Crop, segment and mask one raw micrograph as its annotation says.
@@ -177,6 +220,8 @@ def segment_image(
         ``annotations/{id}.json`` content.
     method, size, halos
         See :func:`label_phases` (n-phase only).
+    settings : SegmentSettings, optional
+        Replaces ``method``, ``size`` and ``halos`` when given.
     entry : str, optional
         For error messages.
 
@@ -192,16 +237,16 @@ def segment_image(
     MicrolibError
         When the annotation does not fit the image or lacks what its type needs.
     """
-    from microlib.annotate import bar_mask_args, clip_box, crop_image, scale_bar_mask, to_grey
-    from microlib.errors import MicrolibError
-
+    if settings is not None:
+        method, size, halos = settings.denoise, settings.denoise_size, settings.halos
     if not annotation.get("readable", True):
         raise MicrolibError(
             f"the annotation marks the image unreadable: {annotation.get('error')}", entry=entry
         )
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
+    try:
+        arr = uint8_image(image)
+    except ValueError as exc:
+        raise MicrolibError(str(exc), entry=entry) from exc
     shape = (annotation.get("image") or {}).get("shape")
     if shape and list(arr.shape[:2]) != list(shape[:2]):
         raise MicrolibError(
@@ -224,7 +269,7 @@ def segment_image(
         mask = np.zeros(grey.shape, bool)
 
     dtype = annotation.get("data_type")
-    if dtype in ("twophase", "threephase", "nphase"):
+    if dtype in NPHASE_TYPES:
         th = (annotation.get("phases") or {}).get("thresholds")
         if not th:
             raise MicrolibError(

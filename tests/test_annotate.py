@@ -6,18 +6,22 @@ import csv
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
+import tifffile
 import yaml
 from PIL import Image
 from scipy import ndimage
+from workflow_helpers import ROOT, snakemake, workflow_copy
 
 from microlib import annotate as A
 from microlib import demo_site
 from microlib.cli import main
+from microlib.errors import MicrolibError
 from microlib.io import read_image, read_json, write_json
 from microlib.segment import segment_image
 
@@ -530,11 +534,11 @@ def test_separability_of_known_histograms():
     levels = np.arange(256)
     two = np.zeros(256)
     two[[50, 200]] = [300, 700]
-    assert A.separability(two, A._otsu_thresholds(two, 2)) == pytest.approx(1.0)
+    assert A.separability(two, A.otsu_thresholds(two, 2)) == pytest.approx(1.0)
     uniform = np.ones(256)
-    assert A.separability(uniform, A._otsu_thresholds(uniform, 2)) == pytest.approx(0.75, abs=0.01)
+    assert A.separability(uniform, A.otsu_thresholds(uniform, 2)) == pytest.approx(0.75, abs=0.01)
     gauss = np.exp(-0.5 * ((levels - 128) / 20.0) ** 2)
-    assert A.separability(gauss, A._otsu_thresholds(gauss, 2)) == pytest.approx(2 / np.pi, abs=0.01)
+    assert A.separability(gauss, A.otsu_thresholds(gauss, 2)) == pytest.approx(2 / np.pi, abs=0.01)
 
 
 def test_refined_thresholds_sit_between_phase_modes_despite_unequal_fractions():
@@ -542,8 +546,8 @@ def test_refined_thresholds_sit_between_phase_modes_despite_unequal_fractions():
     f = demo_site.gaussian_random_field((300, 300), 4.0, rng)
     img = np.where(f < np.quantile(f, 0.1), 80.0, 180.0)  # 10 % dark particles
     img = ndimage.gaussian_filter(img, 1.0) + rng.normal(0, 6, img.shape)
-    hist = A._hist(img.ravel())
-    otsu = A._otsu_thresholds(hist, 2)[0]
+    hist = A.grey_histogram(img.ravel())
+    otsu = A.otsu_thresholds(hist, 2)[0]
     refined = A.refine_thresholds(hist, [otsu])[0]
     assert abs(refined - 130.5) <= 3 and abs(refined - 130.5) < abs(otsu - 130.5)
 
@@ -821,3 +825,90 @@ def test_bar_in_a_cropped_info_band_still_gives_the_voxel_size(tmp_path):
     assert ann["scale_bar"]["present"] is False
     assert ann["scale_bar"]["outside_crop"]["length_px"] == entry["scale_bar"]["length_px"]
     assert ann["voxel_size_um"] == pytest.approx(entry["voxel_size_um"], rel=0.03)
+
+
+# --------------------------------------------------------------------------- one source
+
+
+def test_float_tiff_is_unsupported_not_excluded(tmp_path, capsys):
+    # a float32 0..1 image read as integers is black: it must not become an annotation
+    # that excludes the entry for low contrast
+    image = tmp_path / "000007.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).random((64, 64), dtype=np.float32))
+    out = tmp_path / "000007.json"
+    assert main(["annotate", "entry", "--image", str(image), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"microlib annotate: error: 000007: {image}: unsupported pixel format")
+    assert not out.exists()
+
+
+def test_one_curation_loader_for_the_cli_and_the_workflow(demo, tmp_path, capsys):
+    cur = A.load_curation(ROOT / "config" / "curation_demo.yaml")
+    assert cur["000003"] == {"scale_bar_um": 20} and all(len(k) == 6 for k in cur)
+    (tmp_path / "dup.yaml").write_text("entries:\n  5: {note: a}\n  '005': {note: b}\n")
+    with pytest.raises(MicrolibError, match="two records for entry 000005"):
+        A.load_curation(tmp_path / "dup.yaml")
+    # the workflow reads the curation with the same loader: a record the schema rejects
+    # stops the workflow with the message the CLI gives
+    wf = workflow_copy(tmp_path / "wf")
+    (wf / "config" / "curation_demo.yaml").write_text("entries:\n  5:\n    include: false\n")
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "config/demo.yaml", check=False)
+    reason = (
+        "curation file config/curation_demo.yaml: entries/5: 'reason' is a dependency of 'include'"
+    )
+    assert proc.returncode != 0 and reason in proc.stdout + proc.stderr
+    files, _, _, _ = demo
+    raw = _write_demo(tmp_path, files, ["000005"])
+    args = ["annotate", "entry", "--image", str(raw / "000005.jpg"), "--out", str(tmp_path / "a")]
+    assert main([*args, "--curation", str(wf / "config" / "curation_demo.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(reason.replace("config/", str(wf / "config") + "/"))
+
+
+def _segmented_fractions(tmp_path, raw, ann_path, flags, n_phases):
+    """Phase fractions of the image `microlib segment FLAGS` writes, mask excluded."""
+    seg, mask = tmp_path / "seg.png", tmp_path / "mask.png"
+    args = ["-q", "segment", "--image", str(raw), "--annotation", str(ann_path)]
+    assert main([*args, "--out-image", str(seg), "--out-mask", str(mask), *flags]) == 0
+    keep = read_image(mask) == 0
+    counts = np.bincount(read_image(seg)[keep], minlength=n_phases)
+    return counts / keep.sum()
+
+
+def test_annotation_predicts_the_fractions_of_the_segmented_image(demo, tmp_path):
+    files, _, _, _ = demo
+    raw = _write_demo(tmp_path, files, ["000008"]) / "000008.jpg"  # three phases: halos matter
+    flags = ["--denoise", "gaussian", "--denoise-size", "5", "--no-halos"]
+    for name, given in (("default", []), ("flags", flags)):
+        args = ["-q", "annotate", "entry", "--image", str(raw)]
+        assert main([*args, "--out", str(tmp_path / f"{name}.json"), *given]) == 0
+    ann = read_json(tmp_path / "flags.json")
+    assert ann["segment_settings"] == {"denoise": "gaussian", "denoise_size": 5.0, "halos": False}
+    predicted = ann["phases"]["fractions"]
+    segmented = _segmented_fractions(tmp_path, raw, tmp_path / "flags.json", flags, 3)
+    assert predicted == pytest.approx(segmented, abs=1e-5)
+    # the segment stage's defaults give other fractions: the flags are what made them agree
+    default = read_json(tmp_path / "default.json")["phases"]["fractions"]
+    assert max(abs(a - b) for a, b in zip(default, segmented, strict=True)) > 1e-3
+
+
+def test_workflow_gives_annotate_and_segment_the_same_settings(demo, tmp_path):
+    files, truth, _, _ = demo
+    wf = workflow_copy(tmp_path / "wf")
+    results = tmp_path / "results"
+    results.mkdir()
+    raw = _write_demo(results, files, ["000003"])
+    write_json(raw / "000003.json", truth["entries"]["000003"]["record"])
+    segment = {"denoise": "gaussian", "denoise_size": 5, "halos": False}
+    (wf / "extra.yaml").write_text(yaml.safe_dump({"results": str(results), "segment": segment}))
+    target = str(results / "segmented" / "000003.png")  # before --configfile, which takes a list
+    proc = snakemake(
+        wf, target, "-n", "-p", "--cores", "1", "--configfile", "config/demo.yaml", "extra.yaml"
+    )
+    commands = re.findall(r"^Shell command: (.*)$", proc.stdout + proc.stderr, re.M)
+    annotate = [c for c in commands if c.startswith("microlib annotate entry")]
+    seg = [c for c in commands if c.startswith("microlib segment")]
+    assert len(annotate) == 1 and len(seg) == 1, commands
+    for command in annotate + seg:
+        assert "--denoise gaussian --denoise-size 5 --no-halos" in command, command

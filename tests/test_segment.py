@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import io
+import logging
+import struct
+import zlib
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 from scipy import ndimage
 
 from microlib import annotate as A
 from microlib import demo_site
 from microlib.cli import main
+from microlib.datatypes import MAX_PHASES, infer_data_type
 from microlib.io import read_image, read_json, read_png_meta, write_json
-from microlib.segment import denoise, label_phases, phase_statistics, segment_image, suppress_halos
+from microlib.segment import (
+    SegmentSettings,
+    denoise,
+    label_phases,
+    phase_statistics,
+    segment_image,
+    suppress_halos,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +49,7 @@ def test_digitize_binning_keeps_every_class_apart():
     assert lab.dtype == np.uint8
     assert lab.tolist() == [[0, 0, 1, 1, 1, 2, 2, 2]]  # equal to a threshold: the brighter phase
     assert np.array_equal(lab, np.digitize(grey, [50.0, 150.0]))
-    # MicroLib's in-place relabelling merged classes 1 and n-1 for n >= 3 (W20); not here
+    # MicroLib's in-place relabelling merged classes 1 and n-1 for n >= 3; not here
     levels = np.array([[10.0, 90.0, 170.0, 250.0]])
     assert label_phases(levels, [50, 130, 210], method="none", halos=False).tolist() == [
         [0, 1, 2, 3]
@@ -246,3 +258,82 @@ def test_cli_errors_are_one_line(demo, tmp_path, capsys):
     assert main([*args, "--annotation", str(tmp_path / "other.json")]) == 2
     assert "annotation was made on 10x10" in capsys.readouterr().err
     assert not (tmp_path / "s.png").exists()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` (the pixel data is a stub)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_unreadable_pixel_formats_and_sizes_are_one_line_errors(demo, tmp_path, capsys):
+    _, _, out = demo
+    write_json(tmp_path / "ann.json", out["000003"][1])
+    args = ["segment", "--annotation", str(tmp_path / "ann.json")]
+    args += ["--out-image", str(tmp_path / "s.png"), "--out-mask", str(tmp_path / "m.png")]
+    # a header that declares 100000 x 100000 pixels: refused before any decoding
+    big = tmp_path / "000003.png"
+    big.write_bytes(_png_declaring(100_000, 100_000))
+    assert main([*args, "--image", str(big)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"microlib segment: error: 000003: cannot decode {big}: ")
+    assert "too large" in err[0] and "10000000000 pixels" in err[0]
+    # a float32 TIFF in 0..1 is not read as (nearly) black labels
+    flt = tmp_path / "000003.tif"
+    tifffile.imwrite(flt, np.random.default_rng(0).random((64, 64), dtype=np.float32))
+    assert main([*args, "--image", str(flt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"microlib segment: error: 000003: {flt}: unsupported pixel format")
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "m.png").exists()
+
+
+def test_one_phase_count_limit():
+    assert MAX_PHASES == 16
+    grey = np.linspace(0, 255, 64 * 64).reshape(64, 64)
+    steps = list(np.linspace(8, 248, MAX_PHASES - 1))
+    assert int(label_phases(grey, steps, method="none").max()) == MAX_PHASES - 1
+    with pytest.raises(ValueError, match=f"17 phases from the thresholds; at most {MAX_PHASES}"):
+        label_phases(grey, list(np.linspace(8, 248, MAX_PHASES)), method="none")
+    labels = np.arange(MAX_PHASES, dtype=np.uint8).repeat(4).reshape(8, -1)
+    assert infer_data_type(labels) == ("nphase", MAX_PHASES)
+    assert infer_data_type(np.array([[0, 1], [1, 0]], np.uint8)) == ("twophase", 2)
+    assert infer_data_type(np.array([[0, 1], [2, 0]], np.uint8)) == ("threephase", 3)
+    more = np.arange(MAX_PHASES + 1, dtype=np.uint8).reshape(1, -1)
+    assert infer_data_type(more) == ("grayscale", 1)
+    assert infer_data_type(np.array([[0, 255], [128, 7]], np.uint8)) == ("grayscale", 1)
+    assert infer_data_type(np.zeros((2, 2, 3), np.uint8)) == ("colour", 3)
+
+
+def test_segment_settings_are_checked_and_mismatches_are_reported(demo, tmp_path, caplog):
+    files, _, out = demo
+    with pytest.raises(ValueError, match="unknown denoise method 'blur'"):
+        SegmentSettings(denoise="blur")
+    raw = tmp_path / "000008.jpg"
+    raw.write_bytes(files["miclib/micrographs/large/000008.jpg"])
+    ann = out["000008"][1]
+    assert ann["segment_settings"] == SegmentSettings().as_dict()
+    write_json(tmp_path / "ann.json", ann)
+    args = ["segment", "--image", str(raw), "--annotation", str(tmp_path / "ann.json")]
+    args += ["--out-image", str(tmp_path / "s.png"), "--out-mask", str(tmp_path / "m.png")]
+    with caplog.at_level(logging.WARNING, logger="microlib.segment"):
+        assert main(args) == 0
+        assert not [r for r in caplog.records if "segment settings" in r.getMessage()]
+        assert main([*args, "--denoise", "gaussian"]) == 0
+    warned = [r.getMessage() for r in caplog.records if "segment settings" in r.getMessage()]
+    assert len(warned) == 1 and "'gaussian'" in warned[0] and warned[0].startswith("000008: ")

@@ -28,6 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from microlib import annotate as A
+from microlib import demo_site
+from microlib.io import read_image
+from microlib.segment import segment_image
+
 HELP = "annotation filters and type decision on real data and the demo library (agreement + ratios)"
 
 
@@ -72,10 +77,9 @@ def _otsu_type(img: np.ndarray) -> str:
     """Baseline type rule for raw images: plain two-class Otsu on the luminance,
     two-phase when its separability reaches 0.85, else grayscale (no colour, no
     three-phase: what a threshold-only pipeline such as MicroLib's can express)."""
-    from microlib import annotate as A
 
-    hist = A._hist(A.to_grey(img).ravel())
-    th = A._otsu_thresholds(hist, 2)
+    hist = A.grey_histogram(A.to_grey(img).ravel())
+    th = A.otsu_thresholds(hist, 2)
     return "twophase" if th and A.separability(hist, th) >= 0.85 else "grayscale"
 
 
@@ -84,8 +88,6 @@ def _fmt(x: float | None, nd: int = 3) -> str:
 
 
 def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
-    from microlib import annotate as A
-    from microlib.io import read_image
 
     rows = list(csv.DictReader(open(root / "micrographs.csv", encoding="utf-8")))
     if limit:
@@ -149,7 +151,7 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
         ok = sum(1 for p in per if p["filters"][k]["passed"] is not False)
         scores = [p["filters"][k]["score"] for p in per if p["filters"][k]["score"] is not None]
         print(
-            f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A._FILTER_RULES[k][0]) if k in A._FILTER_RULES else 1.0:g}"
+            f"  {k:<17} {ok}/{n} = {ok / n:.1%}   threshold {getattr(th, A.FILTER_RULES[k][0]) if k in A.FILTER_RULES else 1.0:g}"
             f"   scores min {min(scores):.3f} median {float(np.median(scores)):.3f} max {max(scores):.3f}"
         )
     for comp in A.QUALITY_COMPONENTS:
@@ -162,7 +164,7 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
         if vals:
             print(
                 f"    quality.{comp:<11} applicable {len(vals)}  min {min(vals):.3f} max {max(vals):.3f}"
-                f"  (threshold {getattr(th, A._QUALITY_RULES[comp][0]):g} {A._QUALITY_RULES[comp][1]})"
+                f"  (threshold {getattr(th, A.QUALITY_RULES[comp][0]):g} {A.QUALITY_RULES[comp][1]})"
             )
     all_ok = sum(1 for p in per if not p["failed"])
     print(f"  all filters       {all_ok}/{n} = {all_ok / n:.1%}")
@@ -201,8 +203,6 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
 
 
 def bench_examples(root: Path) -> None:
-    from microlib import annotate as A
-    from microlib.io import read_image
 
     d = root / "inpainter_examples"
     if not d.is_dir():
@@ -224,10 +224,6 @@ def bench_examples(root: Path) -> None:
 
 def bench_demo(seed: int) -> dict[str, Any]:
     from PIL import Image
-
-    from microlib import annotate as A
-    from microlib import demo_site
-    from microlib.segment import segment_image
 
     files, truth = demo_site.build_site(seed)
     print(f"\n== demo library (seed {seed}) against its ground truth ==")

@@ -3,12 +3,17 @@
 Modes::
 
     microlib annotate entry --image raw/000237.jpg --meta raw/000237.json \\
-        --out annotations/000237.json [--curation config/curation.yaml] [threshold flags]
+        --out annotations/000237.json [--curation config/curation.yaml] [threshold flags] \\
+        [segment flags: --denoise ... --denoise-size ... --[no-]halos]
     microlib annotate select --out annotations/selection.json [threshold flags] ANNOTATION.json...
     microlib annotate import-prelabelled prelabelled_anns.json --out my_curation.yaml
 
 ``entry`` never fails on a bad image: an unreadable or corrupt file gives an annotation
-with ``included: false`` and the reason, and one log line naming the entry. ``select``
+with ``included: false`` and the reason, and one log line naming the entry. A pixel
+format the pipeline does not read (floating point) is an error instead: the image may
+be fine, the user has to convert it. ``entry`` takes the ``microlib segment`` flags
+(the workflow passes the ``segment:`` section to both), so the phase fractions it
+predicts are those of the segmented image. ``select``
 re-decides every verdict from the stored scores (threshold flags given here override
 those the annotations were made with), then removes near-duplicates.
 """
@@ -16,11 +21,37 @@ those the annotations were made with), then removes near-duplicates.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
+from PIL import UnidentifiedImageError
+from tqdm import tqdm
+
+from microlib.annotate import (
+    FilterThresholds,
+    TypeParams,
+    annotate_image,
+    curation_from_prelabelled,
+    load_curation,
+    select_entries,
+    unreadable_annotation,
+)
+from microlib.commands.segment import add_segment_arguments, segment_settings
 from microlib.errors import MicrolibError
+from microlib.io import (
+    UnsupportedImageError,
+    entry_id,
+    entry_name,
+    read_image,
+    read_json,
+    sha256_file,
+    write_json,
+    write_text,
+)
 
 HELP = "crop, scale bar, phases and exclusion filters (entry | select | import-prelabelled)"
 log = logging.getLogger("microlib.annotate")
@@ -44,8 +75,6 @@ _THRESHOLD_HELP = {
 def _add_threshold_flags(
     p: argparse.ArgumentParser, defaults_shown: bool, uniqueness: bool
 ) -> None:
-    from microlib.annotate import FilterThresholds
-
     d = FilterThresholds()
     g = p.add_argument_group("filter thresholds")
     for name, text in _THRESHOLD_HELP.items():
@@ -63,8 +92,6 @@ def _add_threshold_flags(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microlib.annotate import TypeParams
-
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
 
     e = sub.add_parser(
@@ -87,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DoITPoMS id (default: from the image file name)",
     )
     _add_threshold_flags(e, defaults_shown=True, uniqueness=False)
+    add_segment_arguments(
+        e.add_argument_group(
+            "segmentation (the segment stage's settings: the predicted phase fractions are "
+            "those of the segmented image)"
+        )
+    )
     t = TypeParams()
     g = e.add_argument_group("data-type decision")
     g.add_argument(
@@ -164,48 +197,7 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _schema_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "workflow" / "schemas"
-
-
-def load_curation(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and validate a curation YAML; ``{6-digit id: record}``."""
-    import yaml
-
-    from microlib.io import entry_id
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh) or {}
-    except FileNotFoundError as exc:
-        raise MicrolibError(f"curation file {path} not found") from exc
-    except yaml.YAMLError as exc:
-        raise MicrolibError(f"curation file {path} is not valid YAML: {exc}") from exc
-    schema = _schema_dir() / "curation.schema.yaml"
-    if schema.is_file():
-        import jsonschema
-
-        with open(schema, encoding="utf-8") as fh:
-            sch = yaml.safe_load(fh)
-        err = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(sch).iter_errors(doc)
-        )
-        if err is not None:
-            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            raise MicrolibError(f"curation file {path}: {where}: {err.message}")
-    entries = doc.get("entries") or {}
-    out = {}
-    for k, v in entries.items():
-        try:
-            out[entry_id(k)] = v or {}
-        except ValueError as exc:
-            raise MicrolibError(f"curation file {path}: bad entry id {k!r}") from exc
-    return out
-
-
 def _id_from(path: Path, given: str | None) -> str:
-    from microlib.io import entry_id
-
     raw = given if given is not None else path.stem
     try:
         return entry_id(raw)
@@ -214,8 +206,6 @@ def _id_from(path: Path, given: str | None) -> str:
 
 
 def _read_meta(path: Path | None, ident: str) -> dict[str, Any]:
-    from microlib.io import read_json
-
     if path is None:
         return {}
     try:
@@ -228,23 +218,16 @@ def _read_meta(path: Path | None, ident: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _read_image(path: Path) -> tuple[Any, str | None]:
-    """(array, None) or (None, reason) - decoding problems are data, not crashes."""
-    from PIL import Image, UnidentifiedImageError
-
-    from microlib.io import read_image
-
+def _read_image(path: Path, ident: str) -> tuple[np.ndarray | None, str | None]:
+    """(array, None) or (None, reason): a corrupt image is data (the entry is excluded),
+    a pixel format the pipeline does not read is the user's to convert (an error)."""
     try:
         img = read_image(path)
     except FileNotFoundError:
         raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ) as exc:
+    except UnsupportedImageError as exc:
+        raise MicrolibError(f"{path}: {exc}", entry=ident) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return None, f"cannot decode {path.name}: {exc}"
     if img.ndim not in (2, 3) or min(img.shape[:2]) < 8:
         return None, f"{path.name} is not a usable 2D image (shape {tuple(img.shape)})"
@@ -255,14 +238,6 @@ def _read_image(path: Path) -> tuple[Any, str | None]:
 
 
 def _run_entry(args: argparse.Namespace) -> int:
-    from microlib.annotate import (
-        FilterThresholds,
-        TypeParams,
-        annotate_image,
-        unreadable_annotation,
-    )
-    from microlib.io import entry_name, sha256_file, write_json
-
     ident = _id_from(args.image, args.entry_id)
     if not args.image.is_file():
         raise MicrolibError(f"image {args.image} not found", entry=ident)
@@ -280,7 +255,7 @@ def _run_entry(args: argparse.Namespace) -> int:
         flat_field=args.flat_field,
     )
     meta = _read_meta(args.meta, ident)
-    img, problem = _read_image(args.image)
+    img, problem = _read_image(args.image, ident)
     if img is None:
         log.error("%s: %s; the entry is excluded", ident, problem)
         ann = unreadable_annotation(problem)
@@ -292,6 +267,7 @@ def _run_entry(args: argparse.Namespace) -> int:
             thresholds=thresholds,
             type_params=tparams,
             entry=ident,
+            segment_settings=segment_settings(args),
         )
     ann = {
         "id": ident,
@@ -317,11 +293,6 @@ def _run_entry(args: argparse.Namespace) -> int:
 
 
 def _run_select(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from microlib.annotate import FilterThresholds, select_entries
-    from microlib.io import entry_id, entry_name, read_json, write_json
-
     overrides = {
         k: getattr(args, k) for k in FilterThresholds.names() if getattr(args, k) is not None
     }
@@ -361,13 +332,6 @@ def _run_select(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    import json
-
-    import yaml
-
-    from microlib.annotate import curation_from_prelabelled
-    from microlib.io import write_text
-
     try:
         with open(args.file, encoding="utf-8") as fh:
             data = json.load(fh)

@@ -18,43 +18,75 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from microlib.errors import MicrolibError
+from microlib.io import (
+    UnsupportedImageError,
+    entry_id,
+    read_image,
+    read_json,
+    write_png,
+)
+from microlib.segment import DENOISE_METHODS, SegmentSettings, segment_image
 
 HELP = "threshold into phase labels, write the scale-bar mask"
 log = logging.getLogger("microlib.segment")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from microlib.segment import DENOISE_METHODS
+def add_segment_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The :class:`~microlib.segment.SegmentSettings` flags (the ``segment:`` config keys).
 
-    parser.add_argument("--image", type=Path, required=True, help="raw image (raw/{id}.jpg)")
-    parser.add_argument("--annotation", type=Path, required=True, help="annotations/{id}.json")
-    parser.add_argument("--out-image", type=Path, required=True, help="segmented/{id}.png to write")
-    parser.add_argument("--out-mask", type=Path, required=True, help="masks/{id}.png to write")
+    ``microlib annotate entry`` takes the same flags, so its predicted phase fractions
+    come from the settings the segment stage runs with.
+    """
+    d = SegmentSettings()
     parser.add_argument(
         "--denoise",
         choices=DENOISE_METHODS,
-        default="median",
-        help="light denoising before thresholding (n-phase only; default median)",
+        default=d.denoise,
+        help=f"light denoising before thresholding (n-phase only; default {d.denoise})",
     )
     parser.add_argument(
         "--denoise-size",
         type=float,
-        default=3,
-        help="median window or three Gaussian sigmas, px (default 3)",
+        default=d.denoise_size,
+        help=f"median window or three Gaussian sigmas, px (default {d.denoise_size:g})",
     )
     parser.add_argument(
         "--halos",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=d.halos,
         help="remove blurred-transition rims of intermediate phases (3+ phases; default on)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from microlib.io import entry_id, read_image, read_json, write_png
-    from microlib.segment import segment_image
+def segment_settings(args: argparse.Namespace) -> SegmentSettings:
+    """The settings given by :func:`add_segment_arguments`' flags."""
+    return SegmentSettings(denoise=args.denoise, denoise_size=args.denoise_size, halos=args.halos)
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, required=True, help="raw image (raw/{id}.jpg)")
+    parser.add_argument("--annotation", type=Path, required=True, help="annotations/{id}.json")
+    parser.add_argument("--out-image", type=Path, required=True, help="segmented/{id}.png to write")
+    parser.add_argument("--out-mask", type=Path, required=True, help="masks/{id}.png to write")
+    add_segment_arguments(parser)
+
+
+def _read_raw(path: Path, ident: str) -> np.ndarray:
+    try:
+        return read_image(path)
+    except FileNotFoundError as exc:
+        raise MicrolibError(f"image {path} not found", entry=ident) from exc
+    except UnsupportedImageError as exc:
+        raise MicrolibError(f"{path}: {exc}", entry=ident) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MicrolibError(f"cannot decode {path}: {exc}", entry=ident) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = segment_settings(args)
     try:
         ann = read_json(args.annotation)
     except (OSError, ValueError) as exc:
@@ -69,16 +101,18 @@ def run(args: argparse.Namespace) -> int:
             ident,
             "; ".join(ann.get("reasons") or []),
         )
-    try:
-        img = read_image(args.image)
-    except FileNotFoundError as exc:
-        raise MicrolibError(f"image {args.image} not found", entry=ident) from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise MicrolibError(f"cannot decode {args.image}: {exc}", entry=ident) from exc
-    try:
-        res = segment_image(
-            img, ann, method=args.denoise, size=args.denoise_size, halos=args.halos, entry=ident
+    made_with = ann.get("segment_settings")
+    if made_with is not None and made_with != settings.as_dict():
+        log.warning(
+            "%s: the annotation predicted its phase fractions with segment settings %s, "
+            "this run uses %s; re-annotate with the same flags",
+            ident,
+            made_with,
+            settings.as_dict(),
         )
+    img = _read_raw(args.image, ident)
+    try:
+        res = segment_image(img, ann, settings=settings, entry=ident)
     except ValueError as exc:
         raise MicrolibError(str(exc), entry=ident) from exc
     meta = {

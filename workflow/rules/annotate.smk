@@ -19,9 +19,10 @@ rule annotate:
         ),
         entry_curation=curation_of,
         args=cli_args(stage("annotate"), skip=("curation",)),
+        segment=segment_args(),
     shell:
         "microlib annotate entry --image {input.image} --meta {input.meta}"
-        " --out {output} {params.curation} {params.args} > {log} 2>&1"
+        " --out {output} {params.curation} {params.args} {params.segment} > {log} 2>&1"
 
 
 # the decision: filter thresholds, uniqueness across entries, included / excluded

@@ -3,8 +3,11 @@ import os
 import shlex
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from microlib.annotate import load_curation
+from microlib.errors import MicrolibError
 from microlib.io import entry_id, entry_name, parse_id_spec
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -62,6 +65,16 @@ def cli_args(options, skip=()):
     return " ".join(parts)
 
 
+def segment_args():
+    """The `segment:` section as flags, for the segment rule and for annotate.
+
+    annotate predicts each entry's phase fractions by segmenting the way the segment
+    stage will (`microlib annotate entry` takes the same flags), so both rules get the
+    same settings, and changing one re-runs both.
+    """
+    return cli_args(stage("segment"))
+
+
 def threads_for(rule_name):
     return int(config["threads"].get(rule_name, config["threads"]["default"]))
 
@@ -78,16 +91,14 @@ def _curation_file():
 
 
 def _load_curation():
+    # the loader `microlib annotate entry --curation` uses: one schema check, one error
     path = _curation_file()
     if not path:
         return {}
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        return {}
-    entries = data.get("entries") or {}
-    return {entry_id(k): v for k, v in entries.items()}
+        return load_curation(path)
+    except MicrolibError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 CURATION = _load_curation()

@@ -15,7 +15,7 @@ rule segment:
         mem_mb=2000,
         runtime=10,
     params:
-        args=cli_args(stage("segment")),
+        args=segment_args(),
     shell:
         "microlib segment --image {input.image} --annotation {input.annotation}"
         " --out-image {output.image} --out-mask {output.mask} {params.args} > {log} 2>&1"
