@@ -22,7 +22,6 @@ from typing import Any
 
 from microlib.errors import MicrolibError
 
-HELP = "crop, scale bar, phases and exclusion filters (entry | select | import-prelabelled)"
 log = logging.getLogger("microlib.annotate")
 
 # FilterThresholds field -> help

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from microlib.errors import MicrolibError
 
-HELP = "write the built-in DoITPoMS-shaped demo library (offline, with ground truth)"
 log = logging.getLogger("microlib.demo_site")
 
 

@@ -20,7 +20,6 @@ from microlib import io as mio
 from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 
-HELP = "fill the scale bar with a patch GAN"
 log = logging.getLogger("microlib.inpaint")
 
 

@@ -17,7 +17,6 @@ import numpy as np
 from microlib import io as mio
 from microlib.errors import MicrolibError
 
-HELP = "previews and animations of an entry"
 log = logging.getLogger("microlib.media")
 
 

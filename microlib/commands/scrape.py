@@ -49,8 +49,6 @@ from microlib.scrape import (
     validate_image,
 )
 
-HELP = "download DoITPoMS records and images (polite, resumable, cached)"
-
 log = logging.getLogger("microlib.scrape")
 
 PRODUCT = "microlib"

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from microlib.errors import MicrolibError
 
-HELP = "threshold into phase labels, write the scale-bar mask"
 log = logging.getLogger("microlib.segment")
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from microlib import io as mio
 from microlib.errors import MicrolibError
 
-HELP = "compare 2D training image and 3D volume metrics"
 log = logging.getLogger("microlib.validate")
 
 
