@@ -39,7 +39,7 @@ RULE_KEYS = {"annotate": ("curation",), "package": ("zip",)}
 def stage_key_error(section, key, value):
     """Why `section.key: value` is not accepted, as one line, or None when it is."""
     own = RULE_KEYS.get(section, ())
-    if key in own or value is None:
+    if key in own:
         return None
     command = STAGE_COMMANDS[section]
     flags = command_flags(*command) if command else set()
