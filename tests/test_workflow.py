@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import re
 
 import pytest
 import yaml
 from workflow_helpers import snakemake, workflow_copy
+
+from microlib.cli import command_flags
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +75,6 @@ def test_bad_config_is_rejected_with_the_offending_key(wf):
     assert "preset" in proc.stdout + proc.stderr
 
 
-def _stage_commands(wf) -> dict[str, tuple[str, ...] | None]:
-    """STAGE_COMMANDS of common.smk: config section -> the subcommand its rule calls."""
-    text = (wf / "workflow" / "rules" / "common.smk").read_text()
-    literal = re.search(r"^STAGE_COMMANDS = (\{.*?^\})", text, re.M | re.S)
-    assert literal, "common.smk defines STAGE_COMMANDS"
-    return ast.literal_eval(literal.group(1))
-
-
 def test_a_misspelt_stage_key_fails_the_dry_run_in_one_line(wf):
     bad = wf / "typo.yaml"
     bad.write_text(yaml.safe_dump({"train": {"iteratons": 5}}))
@@ -92,26 +85,6 @@ def test_a_misspelt_stage_key_fails_the_dry_run_in_one_line(wf):
     assert proc.returncode != 0, out
     reason = "config: train.iteratons: not an option of `microlib train` (did you mean iterations?)"
     assert reason in out.splitlines(), out
-
-
-@pytest.mark.parametrize(
-    "section, options, reason",
-    [
-        (
-            "select",
-            {"iso_maxx": 1.5},
-            "config: select.iso_maxx: not an option of "
-            "`microlib annotate select` (did you mean iso_max?)",
-        ),
-        ("package", {"zipp": False}, "config: package.zipp: not an option of the package rules"),
-    ],
-)
-def test_stage_keys_are_checked_for_modes_and_rule_settings(wf, section, options, reason):
-    bad = wf / f"typo_{section}.yaml"
-    bad.write_text(yaml.safe_dump({section: options}))
-    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", bad.name, check=False)
-    assert proc.returncode != 0
-    assert any(line.startswith(reason) for line in (proc.stdout + proc.stderr).splitlines())
 
 
 def test_valid_stage_keys_pass_including_booleans_and_rule_settings(wf):
@@ -130,19 +103,97 @@ def test_valid_stage_keys_pass_including_booleans_and_rule_settings(wf):
     snakemake(wf, "-n", "--cores", "1", "--configfile", "config/demo.yaml", "good.yaml")
 
 
-def test_every_stage_section_maps_to_the_subcommand_its_rule_calls(wf):
-    stages = _stage_commands(wf)
-    seen = set()
-    for smk in sorted((wf / "workflow" / "rules").glob("*.smk")):
-        for block in re.split(r"^\s*(?:rule|checkpoint) ", smk.read_text(), flags=re.M)[1:]:
-            used = re.findall(r'cli_args\(stage\("(\w+)"\)', block)
-            if not used:
-                continue
-            (section,) = used
-            call = re.search(r'"(?:microlib|\{[\w.]+\}) ([a-z][\w-]*)(?: ([a-z][\w-]*))?', block)
-            assert call, (smk.name, section)
-            words = tuple(w for w in call.groups() if w)
-            assert section in stages, (smk.name, section)
-            assert words[: len(stages[section])] == stages[section], (section, words)
-            seen.add(section)
-    assert seen == {s for s, command in stages.items() if command}
+def _stage_sections(wf) -> list[str]:
+    """Config sections the schema declares as stage sections (options of a subcommand)."""
+    schema = yaml.safe_load((wf / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    stage = {"$ref": "#/$defs/stage"}
+    return [
+        name
+        for name, prop in schema["properties"].items()
+        if prop == stage or stage in prop.get("allOf", [])
+    ]
+
+
+@pytest.fixture(scope="module")
+def checked_commands(wf) -> dict[str, tuple[str, ...]]:
+    """Section -> the subcommand the key check names, from one dry run with a bad key in
+    every stage section (the check reports them all, one line each)."""
+    sections = _stage_sections(wf)
+    (wf / "every_typo.yaml").write_text(
+        yaml.safe_dump({section: {"zz_not_a_flag": 1} for section in sections})
+    )
+    proc = snakemake(wf, "-n", "--cores", "1", "--configfile", "every_typo.yaml", check=False)
+    assert proc.returncode != 0
+    found = {}
+    for line in (proc.stdout + proc.stderr).splitlines():
+        m = re.match(
+            r"config: (\w+)\.zz_not_a_flag: not an option of (`microlib ([^`]+)`|the)", line
+        )
+        if m:
+            found[m.group(1)] = tuple(m.group(3).split()) if m.group(3) else ()
+    assert set(found) == set(sections), (sections, proc.stdout[-3000:], proc.stderr[-3000:])
+    return found
+
+
+def test_every_stage_section_is_checked(checked_commands):
+    assert checked_commands["train"] == ("train",)
+    assert checked_commands["select"] == ("annotate", "select")
+    assert checked_commands["package"] == ()  # read by the package rules, not passed on
+
+
+def _marker_flags(wf, commands: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Per section, a flag of its subcommand that the schema leaves untyped (any value
+    passes it), to mark where that section's options end up."""
+    schema = yaml.safe_load((wf / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    marks = {}
+    for section, words in commands.items():
+        if not words:
+            continue
+        typed = set()
+        for part in schema["properties"][section].get("allOf", []):
+            typed |= set(part.get("properties", {}))
+        keys = sorted(
+            flag[2:].replace("-", "_")
+            for flag in command_flags(*words)
+            if not flag.startswith("--no-")
+        )
+        marks[section] = next(k for k in keys if k not in typed and k != "curation")
+    return marks
+
+
+def test_stage_options_reach_the_subcommand_the_check_names(wf, checked_commands):
+    marks = _marker_flags(wf, checked_commands)
+    config = {section: {key: f"MARK_{section}"} for section, key in marks.items()}
+    (wf / "marks.yaml").write_text(yaml.safe_dump(config))
+    # run A: nothing yet, the scrape job is planned; run B: one entry scraped, so the
+    # selection and every per-entry job of microstructure001 are planned
+    fresh = snakemake(
+        wf, "-n", "-p", "--cores", "1", "--configfile", "marks.yaml", "--config", "results=ra"
+    )
+    root = wf / "rb"
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "000001.jpg").write_bytes(b"")
+    (root / "raw" / "000001.json").write_text("{}")
+    (root / "raw" / "index.json").write_text('{"entries": {"000001": {"status": "present"}}}')
+    targets = ["rb/annotations/selection.json", "rb/microlibDataset/microstructure001/"]
+    targets[1] += "microstructure001.tif"
+    scraped = snakemake(
+        wf,
+        *targets,
+        "-n",
+        "-p",
+        "--cores",
+        "1",
+        "--configfile",
+        "marks.yaml",
+        "--config",
+        "results=rb",
+    )
+    lines = (fresh.stdout + scraped.stdout).splitlines()
+    for section, key in marks.items():
+        flag = f"--{key.replace('_', '-')} MARK_{section}"
+        calls = [line.strip() for line in lines if flag in line]
+        assert calls, (section, flag)
+        words = " ".join(checked_commands[section])
+        for call in calls:
+            assert f"microlib {words} " in call, (section, call)

@@ -62,12 +62,14 @@ def stage_key_error(section, key, value):
 
 
 def check_stage_keys(cfg):
-    """Raise a one-line WorkflowError for the first stage key its subcommand rejects."""
-    for section in STAGE_COMMANDS:
-        for key, value in (cfg.get(section) or {}).items():
-            reason = stage_key_error(section, key, value)
-            if reason:
-                raise WorkflowError(reason)
+    """Raise a WorkflowError with one line per stage key its subcommand rejects."""
+    reasons = [
+        stage_key_error(section, key, value)
+        for section in STAGE_COMMANDS
+        for key, value in (cfg.get(section) or {}).items()
+    ]
+    if any(reasons):
+        raise WorkflowError("\n".join(r for r in reasons if r))
 
 
 check_stage_keys(config)
