@@ -175,8 +175,10 @@ def test_stage_options_reach_the_subcommand_the_check_names(wf, checked_commands
     (root / "raw" / "000001.jpg").write_bytes(b"")
     (root / "raw" / "000001.json").write_text("{}")
     (root / "raw" / "index.json").write_text('{"entries": {"000001": {"status": "present"}}}')
-    targets = ["rb/annotations/selection.json", "rb/microlibDataset/microstructure001/"]
-    targets[1] += "microstructure001.tif"
+    targets = [
+        "rb/annotations/selection.json",
+        "rb/microlibDataset/microstructure001/microstructure001.tif",
+    ]
     scraped = snakemake(
         wf,
         *targets,
