@@ -116,6 +116,7 @@ def command_flags(command: str, *modes: str) -> set[str]:
     module, help_ = COMMANDS[command]
     parser = argparse.ArgumentParser(prog=f"microlib {command}", description=help_)
     importlib.import_module(module).add_arguments(parser)
+    # argparse has no public API to list a parser's options; `_actions` is stable since 3.2
     for mode in modes:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs or mode not in subs[0].choices:
