@@ -1,5 +1,11 @@
-"""Shared fixtures. Real reference data lives beside the project (``../shared/realdata``)
-and is never copied in; tests that need it skip when it is absent."""
+"""Shared fixtures.
+
+Real reference data (MicroLib's final training micrographs and hand annotations, a real
+128^3 three-phase volume, original SliceGAN parameter files; the layout is in
+CONTRIBUTING.md, "Tests") is third-party material kept out of the repository. Tests read
+it only through the ``realdata`` fixture: the folder named by ``MICROLIB_REALDATA``, else
+``shared/realdata`` next to the checkout; they skip when neither exists.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ def realdata_dir() -> Path | None:
 def realdata() -> Path:
     d = realdata_dir()
     if d is None:
-        pytest.skip("../shared/realdata is absent (set MICROLIB_REALDATA to run)")
+        pytest.skip("no real reference data (set MICROLIB_REALDATA; see CONTRIBUTING.md, Tests)")
     return d
 
 

@@ -53,7 +53,6 @@ from microlib.io import (
     write_text,
 )
 
-HELP = "crop, scale bar, phases and exclusion filters (entry | select | import-prelabelled)"
 log = logging.getLogger("microlib.annotate")
 
 # FilterThresholds field -> help

@@ -12,7 +12,6 @@ from microlib.dataset import Dataset
 from microlib.errors import MicrolibError
 from microlib.package import safe_extract
 
-HELP = "use a packaged dataset: list, extract, synthesise"
 log = logging.getLogger("microlib.dataset")
 
 

@@ -17,7 +17,6 @@ from microlib import demo_site
 from microlib.errors import MicrolibError
 from microlib.io import write_bytes
 
-HELP = "write the built-in DoITPoMS-shaped demo library (offline, with ground truth)"
 log = logging.getLogger("microlib.demo_site")
 
 

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-HELP = "synthesise a 3D volume from a trained generator"
 log = logging.getLogger("microlib.generate")
 
 

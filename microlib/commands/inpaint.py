@@ -24,7 +24,6 @@ from microlib import io as mio
 from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 
-HELP = "fill the scale bar with a patch GAN"
 log = logging.getLogger("microlib.inpaint")
 
 # the scraper's cap on image size; a header declaring more is refused before decoding

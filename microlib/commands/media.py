@@ -20,7 +20,6 @@ from microlib.datatypes import NPHASE_TYPES
 from microlib.errors import MicrolibError
 from microlib.inpaint import infer_data_type
 
-HELP = "previews and animations of an entry"
 log = logging.getLogger("microlib.media")
 
 

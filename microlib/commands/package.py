@@ -17,7 +17,6 @@ from microlib.package import (
     write_zip,
 )
 
-HELP = "assemble the MicroLib-style dataset and zip"
 log = logging.getLogger("microlib.package")
 
 MEDIA_KINDS = ("preview.png", "rotation.gif", "slicing.gif", "inpaint.png")

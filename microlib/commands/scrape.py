@@ -27,8 +27,6 @@ from microlib.errors import MicrolibError
 from microlib.scrape import ScrapeOptions, ScrapeReport, scrape
 from microlib.serve import serve_site
 
-HELP = "download DoITPoMS records and images (polite, resumable, cached)"
-
 log = logging.getLogger("microlib.scrape")
 
 

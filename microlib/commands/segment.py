@@ -30,7 +30,6 @@ from microlib.io import (
 )
 from microlib.segment import DENOISE_METHODS, SegmentSettings, segment_image
 
-HELP = "threshold into phase labels, write the scale-bar mask"
 log = logging.getLogger("microlib.segment")
 
 

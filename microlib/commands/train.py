@@ -29,7 +29,6 @@ import numpy as np
 
 from microlib.errors import MicrolibError
 
-HELP = "train a SliceGAN generator"
 log = logging.getLogger("microlib.train")
 
 LOG_COLUMNS = [

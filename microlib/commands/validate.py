@@ -19,7 +19,6 @@ from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 from microlib.inpaint import infer_data_type
 
-HELP = "compare 2D training image and 3D volume metrics"
 log = logging.getLogger("microlib.validate")
 
 

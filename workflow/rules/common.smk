@@ -1,3 +1,4 @@
+import difflib
 import json
 import os
 import shlex
@@ -7,10 +8,73 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from microlib.annotate import load_curation
+from microlib.cli import command_flags
 from microlib.errors import MicrolibError
 from microlib.io import entry_id, entry_name, parse_id_spec
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+
+# --------------------------------------------------------------------------- stage keys
+# Each stage section becomes --flags of one subcommand (`cli_args`). The schema cannot know
+# those flags, so a misspelt key (`train: {iteratons: 5}`) would pass it and `snakemake -n`
+# and fail only when the job runs. Every key is checked here, at parse time, against the
+# flags the subcommand's own argparse parser accepts, so a flag added there needs no edit.
+
+# section -> the subcommand (and mode) its rule passes the section to
+STAGE_COMMANDS = {
+    "scrape": ("scrape",),
+    "annotate": ("annotate", "entry"),
+    "select": ("annotate", "select"),
+    "segment": ("segment",),
+    "inpaint": ("inpaint",),
+    "train": ("train",),
+    "generate": ("generate",),
+    "validate": ("validate",),
+    "media": ("media",),
+    "package": None,  # nothing passed as flags: the package rules read `zip` themselves
+}
+# keys a rule reads itself instead of passing them on (the `skip=` of its cli_args)
+RULE_KEYS = {"annotate": ("curation",), "package": ("zip",)}
+
+
+def stage_key_error(section, key, value):
+    """Why `section.key: value` is not accepted, as one line, or None when it is."""
+    own = RULE_KEYS.get(section, ())
+    if key in own:
+        return None
+    command = STAGE_COMMANDS[section]
+    flags = command_flags(*command) if command else set()
+    flag = f"--{key}".replace("_", "-")  # the spelling cli_args uses
+    if value is False:
+        flag = f"--no-{flag[2:]}"
+    if flag in flags:
+        return None
+    where = f"config: {section}.{key}"
+    what = f"`microlib {' '.join(command)}`" if command else f"the {section} rules"
+    if value is False and f"--{key}".replace("_", "-") in flags:
+        return f"{where}: false needs {flag}, which {what} does not accept (leave the key out)"
+    keys = {f[2:].replace("-", "_") for f in flags} | set(own)
+    # `--no-x` of a boolean flag `--x` is spelt `x: false`: list only `x`
+    keys = sorted(k for k in keys if not (k.startswith("no_") and k[3:] in keys))
+    close = difflib.get_close_matches(key, keys, n=1)
+    if close:
+        return f"{where}: not an option of {what} (did you mean {close[0]}?)"
+    return f"{where}: not an option of {what} (it takes: {', '.join(keys)})"
+
+
+def check_stage_keys(cfg):
+    """Raise a WorkflowError with one line per stage key its subcommand rejects."""
+    reasons = [
+        stage_key_error(section, key, value)
+        for section in STAGE_COMMANDS
+        for key, value in (cfg.get(section) or {}).items()
+    ]
+    if any(reasons):
+        raise WorkflowError("\n".join(r for r in reasons if r))
+
+
+check_stage_keys(config)
 
 RESULTS = config["results"].rstrip("/")
 DEMO = config["source"]["kind"] == "demo"
