@@ -180,7 +180,10 @@ def test_safe_extract_refuses_symlinks_and_bombs(tmp_path):
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("zeros.bin", b"\0" * 2_000_000)
     with pytest.raises(MicrolibError, match="expand"):
-        safe_extract(bomb, tmp_path / "t2", max_bytes=1_000_000)
+        safe_extract(bomb, tmp_path / "t2", max_bytes=1_000_000, max_ratio=10_000)
+    with pytest.raises(MicrolibError, match="zip bomb"):
+        safe_extract(bomb, tmp_path / "t2")
+    assert not (tmp_path / "t2").exists()
 
 
 def test_check_member_inside_target(tmp_path):

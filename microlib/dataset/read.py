@@ -1,7 +1,9 @@
-"""Use a packaged MicroLib-style dataset: list entries, load them, synthesise new volumes.
+"""Read a packaged MicroLib-style dataset: list entries, load them, synthesise new volumes.
 
 Works on the folder (``data/microlibDataset``) or the downloaded zip; a zip is read in
-place and model files are extracted (safely) only when a generator is loaded.
+place and model files are extracted (safely) only when a generator is loaded. The JSON
+indexes are read with a size cap, so a hostile download cannot exhaust memory, and are
+checked for shape before use, so a malformed one fails with one line.
 
 Examples
 --------
@@ -16,17 +18,71 @@ from __future__ import annotations
 import io as _io
 import json
 import os
+import re
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+import tifffile
+from PIL import Image
 
+from microlib import generate
+from microlib.dataset.extract import safe_extract
 from microlib.errors import MicrolibError
-from microlib.package import DATASET_DIR, safe_extract
 
+DATASET_DIR = "microlibDataset"
 MODEL_SUFFIXES = ("_Gen.pt", "_params.data", "_params.json")
+MAX_JSON_BYTES = 64 * 1024**2
+
+# C0 (but tab and newline), DEL, C1 and the bidirectional overrides: scraped text holding
+# them could move the cursor, ring the bell or reorder what a terminal or browser shows
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(value: Any) -> Any:
+    """``value`` with control characters removed from every string inside it.
+
+    Examples
+    --------
+    >>> clean_text({"a": ["x\x1b[31my\x07"]})
+    {'a': ['x[31my']}
+    """
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if isinstance(value, Mapping):
+        return {k: clean_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_text(v) for v in value]
+    return value
+
+
+def read_json_capped(fh: BinaryIO, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse JSON from ``fh``, reading at most ``max_bytes`` (refuse larger files).
+
+    Raises
+    ------
+    MicrolibError
+        When the stream is larger than ``max_bytes`` or is not valid JSON.
+    """
+    data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise MicrolibError(f"{what} is larger than {max_bytes / 1e6:.0f} MB; refused")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MicrolibError(f"{what} is not valid JSON ({exc})") from None
+
+
+def _check_anns(anns: Any, what: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(anns, dict):
+        raise MicrolibError(f"{what} is not a JSON object keyed 1, 2, ...")
+    for key, rec in anns.items():
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+            raise MicrolibError(f"{what}: record {key!r} has no name")
+    return anns
 
 
 class Dataset:
@@ -45,8 +101,11 @@ class Dataset:
         path = Path(path)
         self._zip: zipfile.ZipFile | None = None
         self._prefix = ""
-        if path.is_file() and zipfile.is_zipfile(path):
-            self._zip = zipfile.ZipFile(path)
+        if path.is_file():
+            try:
+                self._zip = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise MicrolibError(f"{path} is not a readable zip archive ({exc})") from None
             names = self._zip.namelist()
             anns = [n for n in names if PurePosixPath(n).name == "data_anns.json"]
             if not anns:
@@ -58,12 +117,14 @@ class Dataset:
                 path = path / DATASET_DIR
             if not (path / "data_anns.json").is_file():
                 raise MicrolibError(f"{path} has no data_anns.json: not a MicroLib dataset")
+        elif path.exists():
+            raise MicrolibError(f"{path} is neither a dataset folder nor a zip file")
         else:
             raise MicrolibError(f"{path}: no such dataset folder or zip")
         self.path = path
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._cache_dir = Path(cache_dir) if cache_dir else None
-        self.annotations: dict[str, dict[str, Any]] = json.loads(self.read_bytes("data_anns.json"))
+        self.annotations = _check_anns(self.read_json("data_anns.json"), "data_anns.json")
         self._by_name = {rec["name"]: rec for rec in self.annotations.values()}
 
     # ------------------------------------------------------------------ reading
@@ -79,33 +140,51 @@ class Dataset:
         except KeyError:
             raise MicrolibError("not in this dataset", entry=name) from None
 
-    def read_bytes(self, relpath: str) -> bytes:
-        """Bytes of a file given relative to the dataset root (``name/name.tif``)."""
+    def open(self, relpath: str) -> BinaryIO:
+        """A binary stream of a file given relative to the dataset root."""
         if self._zip is not None:
             try:
-                return self._zip.read(self._prefix + relpath)
+                return self._zip.open(self._prefix + relpath)
             except KeyError:
                 raise MicrolibError(f"{relpath} is not in {self.path}") from None
         target = self.path / relpath
         if not target.is_file():
             raise MicrolibError(f"{relpath} is not in {self.path}")
-        return target.read_bytes()
+        return open(target, "rb")
 
-    def excluded(self) -> dict[str, Any]:
+    def read_bytes(self, relpath: str) -> bytes:
+        """Bytes of a file given relative to the dataset root (``name/name.tif``)."""
+        try:
+            with self.open(relpath) as fh:
+                return fh.read()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise MicrolibError(f"{relpath} in {self.path} is unreadable ({exc})") from None
+
+    def read_json(self, relpath: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+        """A JSON file of the dataset, read with a size cap (bounded memory)."""
+        try:
+            with self.open(relpath) as fh:
+                return read_json_capped(fh, relpath, max_bytes)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise MicrolibError(f"{relpath} in {self.path} is unreadable ({exc})") from None
+
+    def excluded(self) -> dict[str, dict[str, Any]]:
         """ids left out of the dataset with their reasons (excluded.json)."""
-        return json.loads(self.read_bytes("excluded.json"))
+        excluded = self.read_json("excluded.json")
+        if not isinstance(excluded, dict):
+            raise MicrolibError("excluded.json is not a JSON object keyed by id")
+        for ident, info in excluded.items():
+            if not isinstance(info, dict) or not isinstance(info.get("name"), str):
+                raise MicrolibError(f"excluded.json: record {ident!r} has no name")
+        return excluded
 
     def load_volume(self, name: str) -> np.ndarray:
         """The example cube of ``name`` as a numpy array (uint8)."""
-        import tifffile
-
         self.entry(name)
         return tifffile.imread(_io.BytesIO(self.read_bytes(f"{name}/{name}.tif")))
 
     def load_image(self, name: str) -> np.ndarray:
         """The 2D training image (in-painted) of ``name``."""
-        from PIL import Image
-
         self.entry(name)
         with Image.open(_io.BytesIO(self.read_bytes(f"{name}/{name}_inpainted.png"))) as im:
             return np.asarray(im)
@@ -126,9 +205,7 @@ class Dataset:
 
     def load_generator(self, name: str, device: str = "cpu"):
         """``(generator, params)`` of ``name`` (weights loaded with ``weights_only=True``)."""
-        from microlib.generate import load_generator
-
-        return load_generator(self.model_dir(name), device=device)
+        return generate.load_generator(self.model_dir(name), device=device)
 
     def synthesise(
         self,
@@ -139,10 +216,8 @@ class Dataset:
         device: str = "cpu",
     ) -> np.ndarray:
         """A new volume of ``name``'s microstructure from its trained generator."""
-        from microlib.generate import synthesise
-
         net, params = self.load_generator(name, device=device)
-        return synthesise(net, params, size, seed=seed, periodic=periodic, device=device)
+        return generate.synthesise(net, params, size, seed=seed, periodic=periodic, device=device)
 
     def close(self) -> None:
         if self._zip is not None:
