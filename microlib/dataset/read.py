@@ -95,11 +95,27 @@ class Dataset:
     cache_dir : str or PathLike, optional
         Where model files of a zip are extracted when a generator is loaded (default: a
         temporary folder removed when the object is garbage-collected).
+    max_json_bytes : int
+        Refuse a ``data_anns.json`` or ``excluded.json`` larger than this (bounded memory).
     """
 
-    def __init__(self, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-        path = Path(path)
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        max_json_bytes: int = MAX_JSON_BYTES,
+    ):
         self._zip: zipfile.ZipFile | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._max_json = max_json_bytes
+        try:
+            self._open(Path(path))
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, path: Path) -> None:
         self._prefix = ""
         if path.is_file():
             try:
@@ -122,8 +138,6 @@ class Dataset:
         else:
             raise MicrolibError(f"{path}: no such dataset folder or zip")
         self.path = path
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self._cache_dir = Path(cache_dir) if cache_dir else None
         self.annotations = _check_anns(self.read_json("data_anns.json"), "data_anns.json")
         self._by_name = {rec["name"]: rec for rec in self.annotations.values()}
 
@@ -160,11 +174,11 @@ class Dataset:
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise MicrolibError(f"{relpath} in {self.path} is unreadable ({exc})") from None
 
-    def read_json(self, relpath: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    def read_json(self, relpath: str, max_bytes: int | None = None) -> Any:
         """A JSON file of the dataset, read with a size cap (bounded memory)."""
         try:
             with self.open(relpath) as fh:
-                return read_json_capped(fh, relpath, max_bytes)
+                return read_json_capped(fh, relpath, max_bytes or self._max_json)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise MicrolibError(f"{relpath} in {self.path} is unreadable ({exc})") from None
 
