@@ -130,6 +130,7 @@ _SCRIPT = """
       e.element.join(" "), e.technique.join(", ")].filter(Boolean).join(" | "), "meta"));
     c.appendChild(el("div", "volume fraction error " + pct(e.vf_error) +
       ", surface area error " + pct(e.sa_error), "meta metrics"));
+    if (e.keywords.length) c.appendChild(el("div", "keywords: " + e.keywords.join(", "), "meta"));
     if (e.description) c.appendChild(el("p", e.description, "desc"));
     c.appendChild(el("div", e.credit + (e.licence ? " (" + e.licence + ")" : ""), "meta"));
     var list = el("ul");
