@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from microlib.dataset.read import clean_text
@@ -138,7 +138,3 @@ def excluded_html(excluded: Mapping[str, Mapping[str, Any]]) -> str:
         f"<th>stage</th><th>reasons</th></tr>{rows}</table></body></html>\n"
     )
 
-
-def preview_names(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Entry names whose record lists a preview image, in record order."""
-    return [r["name"] for r in records if f"{r['name']}_preview.png" in (r.get("files") or [])]
