@@ -137,4 +137,3 @@ def excluded_html(excluded: Mapping[str, Mapping[str, Any]]) -> str:
         f"<body><h1>Excluded entries ({len(excluded)})</h1><table><tr><th>id</th><th>name</th>"
         f"<th>stage</th><th>reasons</th></tr>{rows}</table></body></html>\n"
     )
-
