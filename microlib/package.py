@@ -161,7 +161,8 @@ def data_anns(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     names = [r["name"] for r in ordered]
     if len(set(names)) != len(names):
         raise MicrolibError(f"duplicate entry names in the dataset: {names}")
-    return {str(i): dict(r) for i, r in enumerate(ordered, start=1)}
+    # records packaged by an older version may still hold scraped control characters
+    return {str(i): clean_text(dict(r)) for i, r in enumerate(ordered, start=1)}
 
 
 def excluded_records(

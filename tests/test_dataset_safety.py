@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def _good(path: Path, anns=None) -> Path:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     rc = main(["dataset", *argv])
     out, err = capsys.readouterr()
@@ -66,6 +73,7 @@ def test_a_good_archive_extracts_whole_and_a_second_extract_refuses_to_overwrite
     rc, out, _ = _cli(capsys, "extract", str(archive), str(target))
     assert rc == 0 and "extracted 4 files" in out
     assert (target / "microlibDataset/microstructure003/a.txt").read_bytes() == b"hello" * 100
+    assert stat.S_IMODE(target.stat().st_mode) & 0o055 == 0o055 & ~_umask()  # not 0700
     _refused(capsys, "extract", str(archive), str(target), match="already exists")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 

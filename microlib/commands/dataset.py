@@ -108,6 +108,8 @@ def _one_line(value: object, width: int) -> str:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    if not args.sha256:
+        log.warning("no --sha256 given: the download is not verified against a checksum")
     with tqdm(unit="B", unit_scale=True, desc="download", disable=None) as bar:
 
         def progress(done: int, total: int | None) -> None:

@@ -141,6 +141,12 @@ def _inflate(
     return written
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _merge(staging: Path, target: Path) -> None:
     """Move the staged tree into an existing ``target`` (files replace files)."""
     for src in sorted(staging.rglob("*")):
@@ -212,6 +218,8 @@ def safe_extract(
             if target.is_dir():
                 _merge(staging, target)
             else:
+                # mkdtemp made it 0700; the unpacked dataset gets a plain folder's mode
+                os.chmod(staging, 0o777 & ~_umask())
                 os.rename(staging, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
