@@ -16,7 +16,6 @@ from microlib.dataset.fetch import fetch_archive
 from microlib.dataset.read import MAX_JSON_BYTES
 from microlib.errors import MicrolibError
 
-HELP = "use a packaged dataset: list, extract, fetch, synthesise"
 log = logging.getLogger("microlib.dataset")
 
 

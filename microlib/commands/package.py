@@ -23,7 +23,6 @@ from microlib.package import (
 )
 from microlib.package_report import excluded_html, summary_points, summary_svg
 
-HELP = "assemble the MicroLib-style dataset and zip"
 log = logging.getLogger("microlib.package")
 
 MEDIA_KINDS = ("preview.png", "rotation.gif", "slicing.gif", "inpaint.png")
