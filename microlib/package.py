@@ -1,23 +1,38 @@
-"""Assemble the MicroLib-style dataset: per-entry records, ``data_anns.json``, the zip.
+"""Assemble the MicroLib-style dataset: records, ``data_anns.json``, README, CREDITS, the zip.
 
-Pure functions build the records from the stages' JSON outputs; the only file-system
-helpers here are the zip writer and the safe extractor, which must be shared by the
-``package`` and ``dataset`` commands and are tested directly.
+Pure functions build the records and the text files from the stages' JSON outputs; the
+only file-system helper here is the zip writer, which is deterministic (sorted members,
+fixed timestamps and permissions) so the same inputs give the same bytes and checksum.
+The safe extractor it pairs with lives in :mod:`microlib.dataset.extract`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import stat
+import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from microlib.dataset.extract import check_member, safe_extract
+from microlib.dataset.read import DATASET_DIR, clean_text
 from microlib.errors import MicrolibError
 from microlib.io import atomic_path, entry_id, entry_name
 
-DATASET_DIR = "microlibDataset"
+__all__ = [
+    "DATASET_DIR",
+    "check_member",
+    "credits_text",
+    "data_anns",
+    "entry_record",
+    "excluded_records",
+    "readme_text",
+    "safe_extract",
+    "sha256sums",
+    "write_zip",
+]
 DOITPOMS_CREDIT = "DoITPoMS Micrograph Library, University of Cambridge"
 
 # MicroLib's data_anns.json fields, in its order, then ours
@@ -93,6 +108,8 @@ def entry_record(
     """
     ident = entry_id(name)
     params = params or {}
+    # scraped text is stored without control characters (ESC, BEL... reach terminals)
+    raw_meta = clean_text(dict(raw_meta))
     record: dict[str, Any] = {
         "name": name,
         "data_type": annotation.get("data_type") or params.get("image_type"),
@@ -144,7 +161,8 @@ def data_anns(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
     names = [r["name"] for r in ordered]
     if len(set(names)) != len(names):
         raise MicrolibError(f"duplicate entry names in the dataset: {names}")
-    return {str(i): dict(r) for i, r in enumerate(ordered, start=1)}
+    # records packaged by an older version may still hold scraped control characters
+    return {str(i): clean_text(dict(r)) for i, r in enumerate(ordered, start=1)}
 
 
 def excluded_records(
@@ -161,7 +179,7 @@ def excluded_records(
         out[entry_id(ident)] = {
             "name": info.get("name") or entry_name(ident),
             "stage": "select",
-            "reasons": list(info.get("reasons") or []),
+            "reasons": clean_text(list(info.get("reasons") or [])),
             "criteria": list(info.get("criteria") or []),
         }
     for ident, info in ((index or {}).get("entries") or {}).items():
@@ -171,7 +189,9 @@ def excluded_records(
                 {
                     "name": entry_name(ident),
                     "stage": "scrape",
-                    "reasons": [f"scrape failed: {info.get('reason') or 'unknown reason'}"],
+                    "reasons": [
+                        clean_text(f"scrape failed: {info.get('reason') or 'unknown reason'}")
+                    ],
                     "criteria": ["scrape"],
                 },
             )
@@ -181,16 +201,31 @@ def excluded_records(
 # --------------------------------------------------------------------------- zip
 
 
-def write_zip(
-    dataset_dir: str | os.PathLike, archive: str | os.PathLike, entries: Iterable[str]
-) -> list[str]:
-    """Zip the dataset atomically; return the member names.
+def zip_timestamp() -> tuple[int, int, int, int, int, int]:
+    """The fixed member timestamp: ``SOURCE_DATE_EPOCH`` if set, else 1980-01-01 00:00.
 
-    Members sit under the dataset folder's name: its top-level files (``data_anns.json``,
-    ``excluded.json``) and the folders of ``entries`` only, so an entry excluded since an
-    earlier run never leaks into the archive.
+    File modification times differ between two builds of the same data; a fixed stamp
+    makes the archive's bytes (and its checksum) a function of the contents only.
     """
-    dataset_dir = Path(dataset_dir)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        stamp = time.gmtime(max(int(epoch), 315532800))  # zip cannot store dates before 1980
+        return (
+            stamp.tm_year,
+            stamp.tm_mon,
+            stamp.tm_mday,
+            stamp.tm_hour,
+            stamp.tm_min,
+            stamp.tm_sec,
+        )
+    return (1980, 1, 1, 0, 0, 0)
+
+
+def dataset_files(dataset_dir: Path, entries: Iterable[str]) -> list[Path]:
+    """The files that make the dataset: top-level files and the listed entries' folders.
+
+    Hidden files (temporary ``.part`` files of an interrupted writer) are left out.
+    """
     if not dataset_dir.is_dir():
         raise MicrolibError(f"no dataset folder at {dataset_dir}")
     files = [p for p in dataset_dir.iterdir() if p.is_file()]
@@ -199,84 +234,143 @@ def write_zip(
         if not folder.is_dir():
             raise MicrolibError("entry folder missing from the dataset", entry=name)
         files += [p for p in folder.rglob("*") if p.is_file()]
-    files = sorted(p for p in files if not p.name.startswith("."))
+    return sorted(
+        (p for p in files if not p.name.startswith(".")),
+        key=lambda p: p.relative_to(dataset_dir).as_posix(),
+    )
+
+
+def sha256sums(root: Path, files: Iterable[Path]) -> str:
+    """``sha256sum``-format lines (hash, two spaces, path relative to ``root``)."""
+    lines = []
+    for path in files:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        lines.append(f"{h.hexdigest()}  {path.relative_to(root).as_posix()}\n")
+    return "".join(lines)
+
+
+def write_zip(
+    dataset_dir: str | os.PathLike, archive: str | os.PathLike, entries: Iterable[str]
+) -> list[str]:
+    """Zip the dataset atomically and deterministically; return the member names.
+
+    Members sit under the dataset folder's name: its top-level files and the folders of
+    ``entries`` only, so an entry excluded since an earlier run never leaks into the
+    archive. They are sorted, stamped with :func:`zip_timestamp`, mode 0644, deflated at a
+    fixed level unless already compressed.
+    """
+    dataset_dir = Path(dataset_dir)
+    files = dataset_files(dataset_dir, entries)
+    stamp = zip_timestamp()
     names: list[str] = []
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
         for path in files:
             arcname = str(PurePosixPath(dataset_dir.name, *path.relative_to(dataset_dir).parts))
-            compress = (
-                zipfile.ZIP_STORED
-                if path.suffix.lower() in _STORED_SUFFIXES
-                else zipfile.ZIP_DEFLATED
-            )
-            zf.write(path, arcname, compress_type=compress)
+            info = zipfile.ZipInfo(arcname, date_time=stamp)
+            info.create_system = 3  # unix, so the mode below is honoured
+            info.external_attr = 0o100644 << 16
+            stored = path.suffix.lower() in _STORED_SUFFIXES
+            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+            size = path.stat().st_size
+            with open(path, "rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
             names.append(arcname)
     return names
 
 
-def check_member(name: str, target: Path) -> Path:
-    """Where a zip member would land under ``target``; raise if it would leave it.
+# --------------------------------------------------------------------------- text files
 
-    Rejects absolute paths, drive letters, ``..`` components and anything whose
-    resolved path is outside ``target``.
-    """
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if (
-        pure.is_absolute()
-        or ".." in pure.parts
-        or (pure.parts and ":" in pure.parts[0])
-        or not pure.parts
-    ):
-        raise MicrolibError(f"zip member {name!r} would be written outside {target}")
-    dest = (target / Path(*pure.parts)).resolve()
-    root = target.resolve()
-    if dest != root and root not in dest.parents:
-        raise MicrolibError(f"zip member {name!r} would be written outside {target}")
-    return dest
+LICENCE_TERMS = (
+    "Creative Commons Attribution-NonCommercial-ShareAlike 2.0 UK: England & Wales "
+    "(CC BY-NC-SA 2.0 UK). You may copy, share and adapt the material for non-commercial "
+    "purposes, giving credit to the contributor, organisation and the DoITPoMS Micrograph "
+    "Library, and sharing adaptations under the same licence."
+)
 
 
-def safe_extract(
-    archive: str | os.PathLike,
-    target: str | os.PathLike,
-    members: Iterable[str] | None = None,
-    max_bytes: int = 200 * 1024**3,
-) -> list[Path]:
-    """Extract ``archive`` (or only ``members``) into ``target`` without leaving it.
+def _is_cc_by_nc_sa(licence: str | None, url: str | None) -> bool:
+    text = f"{licence or ''} {url or ''}".lower()
+    return "by-nc-sa" in text or ("noncommercial" in text and "share alike" in text)
 
-    Every member is checked before anything is written: paths outside the target,
-    symbolic links and archives that would expand beyond ``max_bytes`` are refused.
-    Files are written atomically.
-    """
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        if members is not None:
-            wanted = set(members)
-            infos = [i for i in infos if i.filename in wanted]
-            missing = wanted - {i.filename for i in infos}
-            if missing:
-                raise MicrolibError(f"not in {archive}: {', '.join(sorted(missing))}")
-        total = 0
-        plan: list[tuple[zipfile.ZipInfo, Path]] = []
-        for info in infos:
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise MicrolibError(f"zip member {info.filename!r} is a symbolic link; refused")
-            dest = check_member(info.filename, target)
-            total += info.file_size
-            plan.append((info, dest))
-        if total > max_bytes:
-            raise MicrolibError(
-                f"{archive} would expand to {total / 1e9:.1f} GB (> {max_bytes / 1e9:.1f} GB limit)"
-            )
-        written: list[Path] = []
-        for info, dest in plan:
-            if info.is_dir():
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            with zf.open(info) as src, atomic_path(dest) as tmp, open(tmp, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-            written.append(dest)
-    return written
+
+def credits_text(records: Iterable[Mapping[str, Any]]) -> str:
+    """The ``CREDITS`` file: every entry's contributor, organisation and licence."""
+    recs = list(records)
+    out = [
+        "CREDITS",
+        "=======",
+        "",
+        "Every micrograph in this dataset comes from the DoITPoMS Micrograph Library,",
+        "University of Cambridge (https://www.doitpoms.ac.uk/miclib/). The generated",
+        "volumes and trained generators are derived works and carry the same licence.",
+        "",
+    ]
+    if any(_is_cc_by_nc_sa(r.get("licence"), r.get("licence_url")) for r in recs):
+        out += ["Licence terms where stated as CC BY-NC-SA 2.0 UK:", LICENCE_TERMS, ""]
+    for rec in recs:
+        out += [
+            f"{rec['name']} (DoITPoMS record {rec.get('doitpoms_id')})",
+            f"  description:  {rec.get('brief_descr') or '-'}",
+            f"  contributor:  {rec.get('contributor') or 'not stated'}",
+            f"  organisation: {rec.get('organisation') or 'not stated'}",
+            f"  licence:      {rec.get('licence') or 'not stated'}"
+            + (f" <{rec['licence_url']}>" if rec.get("licence_url") else ""),
+            f"  source:       {rec.get('doitpoms_url') or '-'}",
+            f"  credit:       {rec.get('credit') or DOITPOMS_CREDIT}",
+            "",
+        ]
+    return clean_text("\n".join(out))
+
+
+def readme_text(records: Iterable[Mapping[str, Any]], n_excluded: int) -> str:
+    """The dataset's ``README``: what is in it and the exact commands to use it."""
+    recs = list(records)
+    first = recs[0]["name"] if recs else "microstructureNNN"
+    lines = [
+        "MicroLib-style dataset",
+        "======================",
+        "",
+        f"{len(recs)} entries, each a 2D DoITPoMS micrograph turned into a 3D microstructure",
+        f"by a SliceGAN generator; {n_excluded} ids left out, with reasons, in excluded.json.",
+        "",
+        "Contents",
+        "--------",
+        "data_anns.json        one record per entry: description, category, element,",
+        "                      technique, data type, contributor, licence, metrics summary",
+        "excluded.json         ids left out and why",
+        "index.html            offline catalogue: open it in a browser (no network needed)",
+        "CREDITS               contributor, organisation and licence of every entry",
+        "SHA256SUMS            checksums of every other file: sha256sum -c SHA256SUMS",
+        "{name}/{name}.tif              example 3D volume (uint8 labels, grey or RGB)",
+        "{name}/{name}_Gen.pt           trained generator weights (SliceGAN format)",
+        "{name}/{name}_params.data      SliceGAN parameters; _params.json: the same and more",
+        "{name}/{name}_original.png     the micrograph as published",
+        "{name}/{name}_inpainted.png    the 2D training image (scale bar in-painted)",
+        "{name}/{name}_metrics.json     2D vs 3D volume fraction, surface area, S2 ...",
+        "{name}/{name}_preview.png      preview; _rotation.gif, _slicing.gif: animations",
+        "",
+        "Use it (with the microlib package installed)",
+        "--------------------------------------------",
+        "sha256sum -c SHA256SUMS                       # inside this folder",
+        "microlib dataset list microlibDataset.zip",
+        "microlib dataset list microlibDataset.zip --excluded",
+        f"microlib dataset show microlibDataset.zip {first}",
+        f"microlib dataset synthesise microlibDataset.zip {first} --size 256 --seed 1"
+        " --out new.tif",
+        "microlib dataset extract microlibDataset.zip somewhere/",
+        "",
+        "From Python:",
+        "",
+        "    from microlib.dataset import Dataset",
+        "    with Dataset('microlibDataset.zip') as ds:",
+        f"        vol = ds.load_volume('{first}')",
+        f"        new = ds.synthesise('{first}', size=256, seed=1)",
+        "",
+        "Licence: see CREDITS. The micrographs are not for commercial use.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -180,7 +180,10 @@ def test_safe_extract_refuses_symlinks_and_bombs(tmp_path):
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("zeros.bin", b"\0" * 2_000_000)
     with pytest.raises(MicrolibError, match="expand"):
-        safe_extract(bomb, tmp_path / "t2", max_bytes=1_000_000)
+        safe_extract(bomb, tmp_path / "t2", max_bytes=1_000_000, max_ratio=10_000)
+    with pytest.raises(MicrolibError, match="zip bomb"):
+        safe_extract(bomb, tmp_path / "t2")
+    assert not (tmp_path / "t2").exists()
 
 
 def test_check_member_inside_target(tmp_path):
@@ -333,3 +336,81 @@ def test_dataset_reader_lists_entries_from_zip_and_folder(tmp_path):
     with pytest.raises(MicrolibError, match="not a MicroLib dataset"):
         Dataset(tmp_path / "microlibDataset" / "microstructure003")
     assert json.loads((ds / "data_anns.json").read_text())["1"]["data_type"] == "twophase"
+
+
+def test_two_builds_give_identical_zip_bytes_and_checksums_verify(tmp_path):
+    import shutil
+    import subprocess
+    import time
+
+    from dataset_builder import build
+
+    first = tmp_path / "a"
+    build(first)
+    time.sleep(1.1)  # later mtimes: they must not reach the archive
+    second = tmp_path / "b"
+    build(second)
+    one = (first / "microlibDataset.zip").read_bytes()
+    two = (second / "microlibDataset.zip").read_bytes()
+    assert one == two
+    assert (first / "SHA256SUMS").read_text() == (second / "SHA256SUMS").read_text()
+    with zipfile.ZipFile(first / "microlibDataset.zip") as zf:
+        infos = zf.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.external_attr >> 16 for i in infos} == {0o100644}
+    for required in ("SHA256SUMS", "README", "CREDITS", "index.html", "data_anns.json"):
+        assert f"microlibDataset/{required}" in names
+    if shutil.which("sha256sum") is None:
+        pytest.skip("sha256sum (coreutils) not installed")
+    # beside the zip: covers the zip
+    subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=first, check=True, capture_output=True)
+    # inside: covers every other member
+    out = tmp_path / "x"
+    safe_extract(first / "microlibDataset.zip", out)
+    listed = (out / "microlibDataset/SHA256SUMS").read_text().splitlines()
+    assert len(listed) == len(names) - 1
+    proc = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"],
+        cwd=out / "microlibDataset",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # and the check can fail: one changed byte is caught
+    tif = out / "microlibDataset/microstructure003/microstructure003.tif"
+    tif.write_bytes(tif.read_bytes()[:-1] + b"\x01")
+    proc = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "microlibDataset")
+    assert proc.returncode != 0
+
+
+def test_source_date_epoch_sets_the_member_timestamps(tmp_path, monkeypatch):
+    ds = _dataset(tmp_path, ("microstructure003",))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # 2023-11-14 22:13:20 UTC
+    write_zip(ds, tmp_path / "e.zip", ["microstructure003"])
+    with zipfile.ZipFile(tmp_path / "e.zip") as zf:
+        assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+
+
+def test_readme_and_credits_name_every_entry_its_contributor_and_licence(tmp_path):
+    from dataset_builder import ENTRIES, build
+
+    ds = build(tmp_path, zip_name=None)
+    credits = (ds / "CREDITS").read_text()
+    readme = (ds / "README").read_text()
+    assert "CC BY-NC-SA 2.0 UK" in credits
+    for ident, *_ in ENTRIES:
+        assert f"microstructure{ident:03d} (DoITPoMS record {ident})" in credits
+        assert f"Dr Contributor {ident}" in credits
+    assert credits.count("Demo University") >= len(ENTRIES)
+    assert "microlib dataset synthesise microlibDataset.zip microstructure003" in readme
+    anns = io.read_json(ds / "data_anns.json")
+    text = json.dumps(anns)
+    assert "\\u001b" not in text and "\\u0007" not in text  # control characters stripped
+    assert "[31mred" in text
+    svg = (tmp_path / "report/summary.svg").read_text()
+    assert svg.count("<circle") == 2 * len(ENTRIES) + len(ENTRIES)  # vf per phase + surface
+    assert "mean volume-fraction error" in svg
+    excluded = (tmp_path / "report/excluded.html").read_text()
+    assert "&lt;i&gt;" in excluded and "<i>" not in excluded and "\x1b" not in excluded

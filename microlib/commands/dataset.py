@@ -1,4 +1,4 @@
-"""``microlib dataset list|show|extract|synthesise``: use a downloaded dataset."""
+"""``microlib dataset list|show|extract|fetch|synthesise``: use a downloaded dataset."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import json
 import logging
 from pathlib import Path
 
+from tqdm import tqdm
+
 from microlib import io
-from microlib.dataset import Dataset
+from microlib.dataset import Dataset, clean_text, extract_archive
+from microlib.dataset.extract import MAX_BYTES, MAX_RATIO
+from microlib.dataset.fetch import fetch_archive
+from microlib.dataset.read import MAX_JSON_BYTES
 from microlib.errors import MicrolibError
-from microlib.package import safe_extract
 
 log = logging.getLogger("microlib.dataset")
 
@@ -27,7 +31,12 @@ def _periodic(text: str | None) -> tuple[bool, bool, bool]:
 
 
 def _size(text: str) -> int | tuple[int, int, int]:
-    parts = [int(p) for p in text.split(",")]
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise MicrolibError(f"--size takes N or Z,Y,X (integers); got {text!r}") from None
+    if any(p <= 0 for p in parts):
+        raise MicrolibError(f"--size takes positive integers; got {text!r}")
     if len(parts) == 1:
         return parts[0]
     if len(parts) == 3:
@@ -35,20 +44,55 @@ def _size(text: str) -> int | tuple[int, int, int]:
     raise MicrolibError(f"--size takes N or Z,Y,X; got {text!r}")
 
 
+def _caps(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-gb",
+        type=float,
+        default=MAX_BYTES / 1e9,
+        help=f"refuse archives inflating beyond this many GB (default {MAX_BYTES / 1e9:.0f})",
+    )
+    p.add_argument(
+        "--max-ratio",
+        type=float,
+        default=MAX_RATIO,
+        help=f"refuse members compressed more than this, N:1 (default {MAX_RATIO:g})",
+    )
+
+
+def _json_cap(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-json-mb",
+        type=float,
+        default=MAX_JSON_BYTES / 1e6,
+        help=f"refuse a data_anns.json larger than this (default {MAX_JSON_BYTES / 1e6:.0f} MB)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
     p = sub.add_parser("list", help="entries with type, description and licence")
     p.add_argument("dataset", type=Path, help="microlibDataset.zip or its folder")
     p.add_argument("--excluded", action="store_true", help="list excluded ids with reasons")
+    _json_cap(p)
     p = sub.add_parser("show", help="one entry's data_anns.json record")
     p.add_argument("dataset", type=Path)
     p.add_argument("name", help="microstructureNNN")
-    p = sub.add_parser("extract", help="unzip safely (paths outside the target are refused)")
+    _json_cap(p)
+    p = sub.add_parser(
+        "extract", help="unzip safely (outside paths, links, bombs refused; all or nothing)"
+    )
     p.add_argument("archive", type=Path)
     p.add_argument("target", type=Path)
+    _caps(p)
+    p = sub.add_parser("fetch", help="download (resumable), verify and extract a dataset zip")
+    p.add_argument("source", help="http(s) URL or local path of microlibDataset.zip")
+    p.add_argument("--sha256", help="expected SHA-256 of the zip (refused on mismatch)")
+    p.add_argument("--dest", required=True, type=Path, help="folder for the zip and its contents")
+    _caps(p)
     p = sub.add_parser("synthesise", help="a new volume from an entry's trained generator")
     p.add_argument("dataset", type=Path)
     p.add_argument("name", help="microstructureNNN")
+    _json_cap(p)
     p.add_argument("--size", default="320", help="edge length N, or Z,Y,X (default 320)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periodic", help="periodic axes, e.g. x,y")
@@ -56,31 +100,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output .tif")
 
 
+def _one_line(value: object, width: int) -> str:
+    # scraped text may hold control characters or line breaks; one tidy line per entry
+    text = " ".join(str(clean_text(value if value is not None else "")).split())
+    return text[:width]
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    if not args.sha256:
+        log.warning("no --sha256 given: the download is not verified against a checksum")
+    with tqdm(unit="B", unit_scale=True, desc="download", disable=None) as bar:
+
+        def progress(done: int, total: int | None) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        archive = fetch_archive(args.source, args.dest, args.sha256, progress)
+    log.info("verified %s", archive)
+    written = extract_archive(
+        archive, args.dest, max_bytes=int(args.max_gb * 1e9), max_ratio=args.max_ratio
+    )
+    print(f"fetched {archive} and extracted {len(written)} files into {args.dest}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.mode == "extract":
-        written = safe_extract(args.archive, args.target)
+        written = extract_archive(
+            args.archive, args.target, max_bytes=int(args.max_gb * 1e9), max_ratio=args.max_ratio
+        )
         print(f"extracted {len(written)} files into {args.target}")
         return 0
-    with Dataset(args.dataset) as ds:
+    if args.mode == "fetch":
+        return _fetch(args)
+    size = _size(args.size) if args.mode == "synthesise" else None
+    with Dataset(args.dataset, max_json_bytes=int(args.max_json_mb * 1e6)) as ds:
         if args.mode == "list":
             if args.excluded:
                 for ident, info in ds.excluded().items():
-                    print(f"{ident}  {info['name']}  {'; '.join(info['reasons'])}")
+                    reasons = "; ".join(map(str, info.get("reasons") or []))
+                    print(
+                        f"{_one_line(ident, 12)}  {_one_line(info['name'], 40)}  "
+                        f"{_one_line(reasons, 200)}"
+                    )
                 return 0
             for name in ds.names:
                 rec = ds.entry(name)
                 print(
-                    f"{name}  {rec.get('data_type') or '?':<10}  "
-                    f"{(rec.get('brief_descr') or '')[:60]:<60}  {rec.get('licence') or ''}"
+                    f"{_one_line(name, 40)}  {_one_line(rec.get('data_type') or '?', 10):<10}  "
+                    f"{_one_line(rec.get('brief_descr'), 60):<60}  "
+                    f"{_one_line(rec.get('licence'), 100)}"
                 )
             return 0
         if args.mode == "show":
-            print(json.dumps(ds.entry(args.name), indent=2, ensure_ascii=False))
+            print(json.dumps(clean_text(ds.entry(args.name)), indent=2, ensure_ascii=False))
             return 0
         rec = ds.entry(args.name)
         vol = ds.synthesise(
             args.name,
-            _size(args.size),
+            size,
             seed=args.seed,
             periodic=_periodic(args.periodic),
             device=args.device,

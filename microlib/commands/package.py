@@ -9,13 +9,19 @@ import shutil
 from pathlib import Path
 
 from microlib import io
+from microlib.dataset.catalogue import catalogue_html
 from microlib.errors import MicrolibError
 from microlib.package import (
+    credits_text,
     data_anns,
+    dataset_files,
     entry_record,
     excluded_records,
+    readme_text,
+    sha256sums,
     write_zip,
 )
+from microlib.package_report import excluded_html, summary_points, summary_svg
 
 log = logging.getLogger("microlib.package")
 
@@ -43,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     z = d.add_mutually_exclusive_group(required=True)
     z.add_argument("--zip", type=Path, help="write the zip here (microlibDataset.zip)")
     z.add_argument("--no-zip", action="store_true", help="folder only")
+    d.add_argument(
+        "--report-dir",
+        type=Path,
+        help="write the run report's summary figure (summary.svg) and excluded.html here",
+    )
     d.add_argument("names", nargs="*", help="included entries (microstructureNNN)")
 
 
@@ -135,11 +146,18 @@ def _dataset(args: argparse.Namespace) -> int:
         records.append(io.read_json(path)["record"])
     anns = data_anns(records)
     excluded = excluded_records(selection, index)
-    io.write_json(args.dataset_dir / "data_anns.json", anns)
-    io.write_json(args.dataset_dir / "excluded.json", excluded)
-    stale = sorted(
-        p.name for p in args.dataset_dir.iterdir() if p.is_dir() and p.name not in set(names)
-    )
+    ds_dir: Path = args.dataset_dir
+    io.write_json(ds_dir / "data_anns.json", anns)
+    io.write_json(ds_dir / "excluded.json", excluded)
+    ordered = list(anns.values())
+    io.write_text(ds_dir / "README", readme_text(ordered, len(excluded)))
+    io.write_text(ds_dir / "CREDITS", credits_text(ordered))
+    io.write_text(ds_dir / "index.html", catalogue_html(ordered))
+    # the checksums cover every other file that goes into the zip
+    sums = ds_dir / "SHA256SUMS"
+    files = [p for p in dataset_files(ds_dir, names) if p != sums]
+    io.write_text(sums, sha256sums(ds_dir, files))
+    stale = sorted(p.name for p in ds_dir.iterdir() if p.is_dir() and p.name not in set(names))
     if stale:
         log.warning(
             "left out of data_anns.json and the zip (no longer included): %s", ", ".join(stale)
@@ -147,9 +165,18 @@ def _dataset(args: argparse.Namespace) -> int:
     if args.zip:
         with contextlib.suppress(FileNotFoundError):
             args.zip.unlink()  # never leave an old archive that looks current
-        members = write_zip(args.dataset_dir, args.zip, names)
+        members = write_zip(ds_dir, args.zip, names)
+        io.write_text(args.zip.parent / "SHA256SUMS", sha256sums(args.zip.parent, [args.zip]))
         log.info(
             "wrote %s (%d members, %.1f MB)", args.zip, len(members), args.zip.stat().st_size / 1e6
         )
+    if args.report_dir:
+        metrics = {}
+        for name in names:
+            path = ds_dir / name / f"{name}_metrics.json"
+            if path.is_file():
+                metrics[name] = io.read_json(path)
+        io.write_text(args.report_dir / "summary.svg", summary_svg(summary_points(metrics)))
+        io.write_text(args.report_dir / "excluded.html", excluded_html(excluded))
     print(f"package: {len(anns)} entries in data_anns.json, {len(excluded)} excluded")
     return 0

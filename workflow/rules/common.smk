@@ -93,6 +93,34 @@ wildcard_constraints:
 CONDA_ENV = "../../environment.yml"
 
 
+def _microlib_command():
+    """The `microlib` CLI installed beside the Python running Snakemake.
+
+    `.venv/bin/snakemake` typed in a fresh shell has no `.venv/bin` on PATH, so a bare
+    `microlib` would not be found; the absolute path (or `python -m microlib`) always is.
+    With --use-conda the job runs inside its own environment, whose PATH has it.
+    """
+    import sys
+    from pathlib import Path
+
+    from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "microlib"
+    exe = Path(sys.executable).parent / "microlib"
+    if exe.is_file():
+        return shlex.quote(str(exe))
+    return f"{shlex.quote(sys.executable)} -m microlib"
+
+
+MICROLIB = _microlib_command()
+# rules call `microlib ...`; this shell function makes the name mean the command above in
+# every job's shell (Snakemake's own default prefix, `set -euo pipefail; `, is kept). The
+# rule code stays the same whatever the install location, so moving the venv reruns nothing.
+if MICROLIB != "microlib":
+    shell.prefix(f'set -euo pipefail; microlib() {{{{ {MICROLIB} "$@"; }}}}; ')
+
+
 def R(path):
     """Path below the results root."""
     return f"{RESULTS}/{path}"

@@ -1,3 +1,6 @@
+report: "../report/workflow.rst"
+
+
 rule package_entry:
     input:
         raw=lambda w: R(f"raw/{id_of(w)}.jpg"),
@@ -9,7 +12,19 @@ rule package_entry:
         metrics=R("metrics/{name}.json"),
         media=rules.media.output,
     output:
-        [R(f"microlibDataset/{{name}}/{{name}}{suffix}") for suffix in ENTRY_SUFFIXES],
+        [
+            (
+                report(
+                    R(f"microlibDataset/{{name}}/{{name}}{suffix}"),
+                    caption="../report/preview.rst",
+                    category="2. Entries",
+                    labels={"entry": "{name}"},
+                )
+                if suffix == "_preview.png"
+                else R(f"microlibDataset/{{name}}/{{name}}{suffix}")
+            )
+            for suffix in ENTRY_SUFFIXES
+        ],
     log:
         log("package/{name}"),
     benchmark:
@@ -42,7 +57,21 @@ rule package:
     output:
         anns=R("microlibDataset/data_anns.json"),
         excluded=R("microlibDataset/excluded.json"),
+        about=multiext(
+            R("microlibDataset/"), "README", "CREDITS", "SHA256SUMS", "index.html"
+        ),
         archive=R("microlibDataset.zip") if ZIP else [],
+        archive_sums=R("SHA256SUMS") if ZIP else [],
+        summary=report(
+            R("report/summary.svg"),
+            caption="../report/summary.rst",
+            category="1. Dataset summary",
+        ),
+        excluded_table=report(
+            R("report/excluded.html"),
+            caption="../report/excluded.rst",
+            category="1. Dataset summary",
+        ),
     log:
         log("package/dataset"),
     benchmark:
@@ -56,9 +85,11 @@ rule package:
         dataset_dir=lambda w, output: os.path.dirname(output.anns),
         names=lambda w: " ".join(included_names()),
         archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
+        report_dir=lambda w, output: os.path.dirname(output.summary),
     shell:
         "microlib package dataset --selection {input.selection} --index {input.index}"
-        " --dataset-dir {params.dataset_dir} {params.archive} {params.names} > {log} 2>&1"
+        " --dataset-dir {params.dataset_dir} {params.archive}"
+        " --report-dir {params.report_dir} {params.names} > {log} 2>&1"
 
 
 # `snakemake microstructure237` rebuilds that entry (and only what it needs)
