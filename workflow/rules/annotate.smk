@@ -19,7 +19,7 @@ rule annotate:
         ),
         entry_curation=curation_of,
         args=cli_args(stage("annotate"), skip=("curation",)),
-        segment=segment_args(),
+        segment=annotate_segment_args(),
     shell:
         "microlib annotate entry --image {input.image} --meta {input.meta}"
         " --out {output} {params.curation} {params.args} {params.segment} > {log} 2>&1"

@@ -167,6 +167,17 @@ def segment_args():
     return cli_args(stage("segment"))
 
 
+def annotate_segment_args():
+    """The `segment:` settings `microlib annotate entry` shares with `microlib segment`.
+
+    Only the flags both accept: a segment-only option in the config must not break annotate.
+    """
+    shared = command_flags("annotate", "entry")
+    return cli_args(
+        {k: v for k, v in stage("segment").items() if f"--{k}".replace("_", "-") in shared}
+    )
+
+
 def threads_for(rule_name):
     return int(config["threads"].get(rule_name, config["threads"]["default"]))
 
