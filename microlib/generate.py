@@ -43,6 +43,7 @@ from microlib.slicegan.networks import (
     Generator,
     GeneratorGeometry,
     conv_transpose_size,
+    cuda_backend_flags,
     generator_geometry,
     load_generator_state,
 )
@@ -430,8 +431,6 @@ def iter_z_slabs(
 
 
 def _cuda_flags():
-    from microlib.train import cuda_backend_flags
-
     return cuda_backend_flags(tf32=True, benchmark=False)
 
 

@@ -344,8 +344,19 @@ def test_artefacts_of_a_finished_run(reference_run, train_png):
     gen = load_weights(out / f"{name}_Gen.pt")
     assert "bns.3.weight" in gen  # identity BN for the original's strict load
     rows = (out / "train_log.csv").read_text().splitlines()
-    assert rows[0] == "iteration,critic_loss,generator_loss,wasserstein,gp,elapsed_s,it_per_s"
+    assert rows[0] == (
+        "iteration,critic_loss,generator_loss,wasserstein,gp,elapsed_s,it_per_s,"
+        "vf_err_pts,sa_err_pct,anisotropy,grey_mean_err,grey_std_err,score"
+    )
     assert [int(r.split(",")[0]) for r in rows[1:]] == [4, 8, 12, 16, 20, 24]
+    # default monitoring: every 10 % of the run, rounded up to the log interval (4)
+    for r in rows[1:]:
+        vf, sa, aniso, gmean, gstd, score = r.split(",")[7:]
+        assert float(vf) >= 0 and float(sa) >= 0 and float(aniso) >= 1
+        assert gmean == gstd == ""  # grey columns do not apply to n-phase
+        assert float(score) == pytest.approx(float(vf) + float(sa) / 10, rel=1e-4)
+    assert pj["training"]["stopped"] == "cap" and pj["training"]["monitor_every"] == 4
+    assert pj["training"]["best_iteration"] in (4, 8, 12, 16, 20, 24)
 
 
 def test_finished_run_is_not_retrained(reference_run, train_png, capsys):

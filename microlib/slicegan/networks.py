@@ -10,7 +10,9 @@ integer arithmetic: the generation stage uses them to pick latent sizes and tile
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -316,6 +318,34 @@ class FusedGenerator(nn.Module):
         for conv in self.convs[:-1]:
             x = F.relu_(conv(x))
         return self.convs[-1](x)
+
+
+# --------------------------------------------------------------------------- CUDA flags
+
+
+@contextlib.contextmanager
+def cuda_backend_flags(tf32: bool, benchmark: bool):
+    """Set TF32 / cuDNN benchmark for a block and restore the previous values."""
+    old = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = benchmark
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark,
+            ) = old
 
 
 # --------------------------------------------------------------------------- state dicts
