@@ -28,6 +28,7 @@ multiples of ``stride``.)
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 
 from microlib.errors import MicrolibError
+from microlib.io import atomic_path, entry_id
 from microlib.slicegan.networks import (
     FusedGenerator,
     Generator,
@@ -90,16 +92,37 @@ def load_generator(
     """
     params = load_model_params(model_dir, name=name, image_type=image_type)
     try:
-        net = params.build_generator(check_rules=check_rules)
+        # on the meta device: the weights are loaded next, a random init would be wasted
+        with torch.device("meta"):
+            net = params.build_generator(check_rules=check_rules)
     except MicrolibError as exc:
         raise MicrolibError(
             f"{exc.reason}; load it anyway with check_rules=False (CLI: --no-rule-check)",
             entry=params.name,
         ) from None
     sd = load_weights(Path(model_dir) / f"{params.name}_Gen.pt", entry=params.name)
+    net = net.to_empty(device=torch.device(device))
     load_generator_state(net, sd, entry=params.name)
     net.eval().requires_grad_(False)
-    return net.to(device), params
+    return net, params
+
+
+def fused_generator(net: Generator, device: str | torch.device | None = None) -> FusedGenerator:
+    """The BatchNorm-folded inference copy of ``net`` on ``device``, built once.
+
+    The copy is cached on ``net`` and rebuilt only when ``net``'s tensors change (their
+    storage or in-place version counters) or another device is asked for, so repeated
+    generation from one loaded model pays the folding once.
+    """
+    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    key = (str(dev), tuple((t.data_ptr(), t._version) for t in net.state_dict().values()))
+    cached = net.__dict__.get("_microlib_fused")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fused = FusedGenerator(net).to(dev)
+    # a plain attribute, not a registered submodule: it must not enter net's state dict
+    net.__dict__["_microlib_fused"] = (key, fused)
+    return fused
 
 
 # --------------------------------------------------------------------------- planning
@@ -390,7 +413,7 @@ def iter_z_slabs(
     g = plan.geometry
     if tile_cells is None:
         tile_cells = [-(-n // g.stride) for n in plan.size]
-    fused = FusedGenerator(net).to(dev)
+    fused = fused_generator(net, dev)
     z = make_latent(plan, params.nz, seed)
     rgb = params.image_type == "colour"
 
@@ -496,8 +519,6 @@ def resolve_tile(
 
 def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
     """Metadata stored in the TIFF's ImageJ ``Info`` (CONTRIBUTING.md keys + generation)."""
-    from microlib.io import entry_id
-
     meta: dict = {}
     try:
         meta["id"] = entry_id(params.name)
@@ -526,6 +547,23 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
         }
     )
     return meta
+
+
+def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that an interrupted write of ``path`` left behind.
+
+    :func:`microlib.io.atomic_path` writes ``.{name}.<random>.tif.part`` next to the target
+    and removes it on any exception, but a killed process (SIGKILL, out of memory) cannot;
+    for a large volume that is gigabytes that no rerun would ever reuse.
+    """
+    p = Path(path)
+    removed = []
+    if p.parent.is_dir():
+        for stale in p.parent.glob(f".{glob.escape(p.name)}.*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                removed.append(stale)
+    return removed
 
 
 def generate_to_tif(
@@ -557,8 +595,6 @@ def generate_to_tif(
 
     import tifffile
 
-    from microlib.io import atomic_path
-
     plan = plan_generation(params, size, periodic)
     cells = resolve_tile(net, plan, device, tile, max_memory_gb)
     vox = voxel_size_um if voxel_size_um is not None else params.voxel_size_um
@@ -579,6 +615,7 @@ def generate_to_tif(
         ):
             yield from slab
 
+    remove_stale_parts(path)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
@@ -609,6 +646,7 @@ __all__ = [
     "activation_bytes",
     "choose_tile",
     "estimate_peak_bytes",
+    "fused_generator",
     "generate_to_tif",
     "iter_z_slabs",
     "load_generator",
@@ -616,6 +654,7 @@ __all__ = [
     "parse_periodic",
     "parse_size",
     "plan_generation",
+    "remove_stale_parts",
     "resolve_tile",
     "synthesise",
     "volume_meta",

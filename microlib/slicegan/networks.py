@@ -292,15 +292,19 @@ class FusedGenerator(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
-                new = nn.ConvTranspose3d(
-                    conv.in_channels,
-                    conv.out_channels,
-                    conv.kernel_size,
-                    conv.stride,
-                    conv.padding,
-                    bias=True,
-                )
-                new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+                # built on the meta device: no random initialisation of weights that the
+                # folded values overwrite at once
+                with torch.device("meta"):
+                    new = nn.ConvTranspose3d(
+                        conv.in_channels,
+                        conv.out_channels,
+                        conv.kernel_size,
+                        conv.stride,
+                        conv.padding,
+                        bias=True,
+                        dtype=conv.weight.dtype,
+                    )
+                new = new.to_empty(device=conv.weight.device)
                 w = conv.weight.detach().clone()
                 b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
                 if i < len(gen.bns):

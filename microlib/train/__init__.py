@@ -19,7 +19,8 @@ from microlib.train.data import (
     prepare_training_array,
 )
 from microlib.train.optim import LR_SCHEDULES, GeneratorEMA, Optimisations, lr_factor
-from microlib.train.run import LOG_COLUMNS, TrainConfig, read_training_input, train_run
+from microlib.train.outputs import LOG_COLUMNS, read_training_input
+from microlib.train.run import TrainConfig, train_run
 from microlib.train.trainer import TRAIN_STATE_FORMAT, SliceGANTrainer, slices_along
 
 __all__ = [

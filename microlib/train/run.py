@@ -19,8 +19,6 @@ resume state.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import math
 import shutil
@@ -37,13 +35,9 @@ from tqdm import tqdm
 from microlib import io as mio
 from microlib.device import resolve_device
 from microlib.errors import MicrolibError
-from microlib.slicegan.networks import generator_state_for_original
 from microlib.slicegan.params import (
-    ModelParams,
     load_weights,
     save_weights,
-    versions,
-    write_params_data,
 )
 from microlib.slicegan.presets import Preset
 from microlib.train.data import format_values, infer_image_type, make_training_set
@@ -56,20 +50,15 @@ from microlib.train.monitor import (
     reference_statistics,
 )
 from microlib.train.optim import Optimisations
+from microlib.train.outputs import (
+    csv_text,
+    read_training_input,
+    write_model_files,
+)
 from microlib.train.trainer import SliceGANTrainer
 
 log = logging.getLogger("microlib.train")
 
-LOSS_COLUMNS = [
-    "iteration",
-    "critic_loss",
-    "generator_loss",
-    "wasserstein",
-    "gp",
-    "elapsed_s",
-    "it_per_s",
-]
-LOG_COLUMNS = LOSS_COLUMNS + MONITOR_COLUMNS
 STATE_FILE = "state.pt"
 
 
@@ -120,38 +109,6 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-def read_training_input(path: str | Path) -> tuple[np.ndarray, dict, bool, float | None]:
-    """(array, microlib metadata, is_volume, voxel size) of a training image or volume."""
-    p = Path(path)
-    if not p.is_file():
-        raise MicrolibError(f"training image {p} does not exist")
-    try:
-        if p.suffix.lower() in (".tif", ".tiff"):
-            arr = mio.read_tif(p)
-            tmeta = mio.read_tif_meta(p)
-            meta = tmeta.get("info") or {}
-            vox = tmeta.get("voxel_size_um") or meta.get("voxel_size_um")
-            arr = np.squeeze(arr)
-            is_volume = arr.ndim == 3 and arr.shape[-1] not in (3, 4)
-            return arr, meta, is_volume, vox
-        arr = mio.read_image(p)
-        meta = mio.read_png_meta(p) if p.suffix.lower() == ".png" else {}
-        return arr, meta, False, meta.get("voxel_size_um")
-    except MicrolibError:
-        raise
-    except Exception as exc:  # unreadable or truncated image
-        raise MicrolibError(f"cannot read {p.name}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    """First line of an exception's message, or its type when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -181,16 +138,6 @@ class _Stop:
         return False
 
 
-def _csv_text(rows: list[list[float]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(LOG_COLUMNS)
-    for r in rows:
-        r = list(r) + [float("nan")] * (len(LOG_COLUMNS) - len(r))
-        w.writerow([int(r[0])] + [f"{x:.6g}" if math.isfinite(x) else "" for x in r[1:]])
-    return buf.getvalue()
-
-
 def monitor_interval(preset: Preset, log_every: int) -> int:
     """Iterations between quality checks (0 = off): the preset's ``monitor_every``, or by
     default 10 % of the run rounded up to a multiple of ``log_every`` so checks land on
@@ -200,12 +147,6 @@ def monitor_interval(preset: Preset, log_every: int) -> int:
     tenth = max(1, math.ceil(preset.iterations / 10))
     step = max(1, int(log_every))
     return -(-tenth // step) * step
-
-
-def _data_type(image_type: str, nc: int) -> str:
-    if image_type != "nphase":
-        return image_type
-    return {2: "twophase", 3: "threephase"}.get(nc, "nphase")
 
 
 # --------------------------------------------------------------------------- run
@@ -436,7 +377,7 @@ def train_run(cfg: TrainConfig) -> int:
             )
             if due and it < target:
                 save_weights(state_path, full_state(elapsed_before + time.perf_counter() - t0))
-                mio.write_text(resume_dir / "train_log.csv", _csv_text(rows))
+                mio.write_text(resume_dir / "train_log.csv", csv_text(rows))
                 last_ckpt = time.monotonic()
     elapsed = elapsed_before + time.perf_counter() - t0
     if signum is not None:
@@ -452,73 +393,32 @@ def train_run(cfg: TrainConfig) -> int:
 
     # ---- artefacts (final state first, params.json last: see module docstring)
     save_weights(state_path, full_state(elapsed, stopped))
-    save_weights(gen_pt, generator_state_for_original(trainer.generator_for_eval()))
-    critic_files = (
-        [f"{name}_Disc.pt", f"{name}_Disc_y.pt", f"{name}_Disc_z.pt"]
-        if tset.anisotropic
-        else [f"{name}_Disc.pt"]
-    )
-    for f, d in zip(critic_files, trainer.Ds, strict=True):
-        save_weights(out / f, {k: v.detach().cpu().contiguous() for k, v in d.state_dict().items()})
-    nc = tset.nc
     best = stopper.best_iteration >= 0
-    params = ModelParams(
-        name=name,
-        image_type=image_type,
-        gk=list(preset.gk),
-        gs=list(preset.gs),
-        gp=list(preset.gp),
-        gf=preset.gf(nc),
-        dk=list(preset.dk),
-        ds=list(preset.ds),
-        dp=list(preset.dp),
-        df=preset.df(nc),
-        lz=preset.lz,
-        l=preset.l,
-        data_type=meta0.get("data_type") or _data_type(image_type, nc),
-        phase_grey_values=(meta0.get("phase_grey_values") if image_type == "nphase" else None)
-        or tset.grey_levels,
-        voxel_size_um=vox,
-        critics=(
-            {"0": critic_files[0], "1": critic_files[1], "2": critic_files[2]}
-            if tset.anisotropic
-            else {"all": critic_files[0]}
-        ),
-        training={
-            "preset": preset.name,
-            "hyperparameters": preset.to_dict(),
-            "seed": cfg.seed,
-            "iterations": target,
-            "iterations_done": trainer.iteration,
-            "stopped": stopped,
-            "best_iteration": stopper.best_iteration if best else None,
-            "best_score": round(stopper.best_score, 6) if best else None,
-            "saved_generator": "ema" if trainer.ema is not None else "last",
-            "monitor_every": mon_every,
-            "device": device,
-            "threads": torch.get_num_threads(),
-            "wall_time_s": round(elapsed, 3),
-            "anisotropic": tset.anisotropic,
-            "d_update": cfg.d_update,
-            "optimisations": trainer.eff,
-            "log_every": log_every,
-            "checkpoint_every": ckpt_every or None,
-            "checkpoint_minutes": cfg.checkpoint_minutes,
-            "critic_axes": "critic key i judges slices normal to volume axis i "
-            "(0 = TIFF Z = original SliceGAN x)",
-        },
-        source={
-            "images": [
-                {"file": p.name, "sha256": mio.sha256_file(p), "shape": list(a.shape)}
-                for p, a in zip(images, arrays, strict=True)
-            ],
-            "meta": meta0,
-        },
-        versions=versions(),
-        finished=True,
-    )
-    write_params_data(out / f"{name}_params.data", params.original_layers())
-    mio.write_text(out / "train_log.csv", _csv_text(rows))
+    training = {
+        "preset": preset.name,
+        "hyperparameters": preset.to_dict(),
+        "seed": cfg.seed,
+        "iterations": target,
+        "iterations_done": trainer.iteration,
+        "stopped": stopped,
+        "best_iteration": stopper.best_iteration if best else None,
+        "best_score": round(stopper.best_score, 6) if best else None,
+        "saved_generator": "ema" if trainer.ema is not None else "last",
+        "monitor_every": mon_every,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "wall_time_s": round(elapsed, 3),
+        "anisotropic": tset.anisotropic,
+        "d_update": cfg.d_update,
+        "optimisations": trainer.eff,
+        "log_every": log_every,
+        "checkpoint_every": ckpt_every or None,
+        "checkpoint_minutes": cfg.checkpoint_minutes,
+        "critic_axes": "critic key i judges slices normal to volume axis i "
+        "(0 = TIFF Z = original SliceGAN x)",
+    }
+    params = write_model_files(out, name, trainer, image_type, meta0, vox, training, images, arrays)
+    mio.write_text(out / "train_log.csv", csv_text(rows))
     state_path.replace(final_ckpt)
     mio.write_json(pjson, params.to_json())
     shutil.rmtree(resume_dir, ignore_errors=True)
@@ -537,9 +437,7 @@ def train_run(cfg: TrainConfig) -> int:
 
 
 __all__ = [
-    "LOG_COLUMNS",
     "TrainConfig",
     "monitor_interval",
-    "read_training_input",
     "train_run",
 ]
