@@ -158,10 +158,16 @@ class GeneratorEMA:
         return net
 
     def state_dict(self) -> dict:
-        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        """The averaged parameters only: the BatchNorm statistics are derived from them."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.net.named_parameters()}
 
+    @torch.no_grad()
     def load_state_dict(self, sd: dict) -> None:
-        self.net.load_state_dict(sd)
+        own = dict(self.net.named_parameters())
+        if set(own) != set(sd):
+            raise MicrolibError("the saved weight average does not match the generator")
+        for k, p in own.items():
+            p.copy_(sd[k])
 
 
 # --------------------------------------------------------------------------- state helpers
