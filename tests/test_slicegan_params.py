@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from microlib.errors import MicrolibError
+from microlib.io import write_json
 from microlib.slicegan.params import (
     ModelParams,
     dumps_params_data,
@@ -130,6 +131,16 @@ def test_malicious_params_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_deeply_nested_params_pickle_is_one_line():
+    # 20000 nested lists fit under the size cap; a plain repr of them would recurse
+    deep = b"\x80\x03]q\x00(" + b"]" * 20000 + b"a" * 19999 + b"]" * 7 + b"e."
+    with pytest.raises(MicrolibError) as info:
+        loads_params_data(deep)
+    msg = info.value.reason
+    assert "\n" not in msg and len(msg) < 300
+    assert "params file entry dk is not a list of ints" in msg
+
+
 def test_malformed_params_are_refused():
     with pytest.raises(MicrolibError, match="8 lists"):
         loads_params_data(pickle.dumps([[4], [2]]))
@@ -168,8 +179,6 @@ def test_load_model_params_original_dir_needs_image_type(tmp_path):
 
 
 def test_load_model_params_prefers_json_and_checks_consistency(tmp_path):
-    from microlib.io import write_json
-
     p = _params(name="m")
     write_json(tmp_path / "m_params.json", p.to_json())
     write_params_data(tmp_path / "m_params.data", p.original_layers())

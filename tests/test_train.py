@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from microlib.cli import main
 from microlib.errors import MicrolibError
-from microlib.io import read_json, write_png, write_tif
+from microlib.generate import load_generator, synthesise
+from microlib.io import read_json, read_tif, sha256_file, write_png, write_tif
 from microlib.slicegan.params import load_weights, read_params_data
 from microlib.slicegan.presets import get_preset
 from microlib.train import (
@@ -338,8 +339,6 @@ def test_artefacts_of_a_finished_run(reference_run, train_png):
     assert pj["training"]["hyperparameters"]["batch_size"] == 4
     assert pj["critics"] == {"all": f"{name}_Disc.pt"}
     assert pj["versions"]["torch"] == torch.__version__
-    from microlib.io import sha256_file
-
     assert pj["source"]["images"][0]["sha256"] == sha256_file(train_png)
     layers = read_params_data(out / f"{name}_params.data")
     assert layers[6] == [16, 64, 32, 16, 3] and layers[2] == [3, 16, 32, 64, 1]
@@ -739,8 +738,6 @@ def test_sigterm_with_ema_resumes_exactly(timer, train_png, tmp_path):
 def test_real_threephase_volume_fractions(realdata, tmp_path):
     """Train the tiny generator on slices of a real 3-phase volume; the generated volume's
     phase fractions are within 3 points of the real ones."""
-    from microlib.generate import load_generator, synthesise
-    from microlib.io import read_tif
 
     src = realdata / "volumes" / "threephase_128.tif"
     real = read_tif(src)

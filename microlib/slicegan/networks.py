@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from microlib.device import resolve_device  # noqa: F401  (re-exported for callers)
 from microlib.errors import MicrolibError
 
 FINAL_ACTIVATIONS = ("softmax", "tanh")
