@@ -202,3 +202,14 @@ def test_weights_load_safely(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a zip")
     with pytest.raises(MicrolibError, match="bad.pt"):
         load_weights(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("keep", [0, 40, 0.5])
+def test_empty_or_truncated_weights_are_one_line(tmp_path, keep):
+    save_weights(tmp_path / "w.pt", {"convs.0.weight": torch.randn(64, 64, 4, 4)})
+    data = (tmp_path / "w.pt").read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep
+    (tmp_path / "w.pt").write_bytes(data[:cut])
+    with pytest.raises(MicrolibError) as info:
+        load_weights(tmp_path / "w.pt", entry="m")
+    assert info.value.reason == "w.pt: empty or truncated checkpoint"

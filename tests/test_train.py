@@ -20,7 +20,7 @@ from microlib.errors import MicrolibError
 from microlib.generate import load_generator, synthesise
 from microlib.io import read_json, read_tif, sha256_file, write_png, write_tif
 from microlib.slicegan.params import load_weights, read_params_data
-from microlib.slicegan.presets import get_preset
+from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import (
     Optimisations,
     SliceGANTrainer,
@@ -688,6 +688,34 @@ def test_stop_rule_in_a_run(train_png, tmp_path):
         assert 5 <= tr["iterations_done"] < 40 and tr["iterations_done"] - tr["best_iteration"] == 2
     else:
         assert tr["stopped"] == "cap" and tr["iterations_done"] == 40
+
+
+def test_grey_run_with_every_knob_records_them(tmp_path):
+    grey = np.clip(np.random.default_rng(2).normal(120, 30, (48, 48)), 0, 255).astype(np.uint8)
+    png = tmp_path / "g.png"
+    write_png(png, grey, {"data_type": "grayscale"})
+    out = tmp_path / "m"
+    knobs = ["--ema-decay", "0.5", "--lr-schedule", "cosine", "--lr-min-frac", "0.2"]
+    knobs += ["--lr-g", "3e-4", "--lr-d", "6e-4", "--monitor-every", "1", "--log-every", "1"]
+    assert (
+        main(["train", str(png), "--out", str(out), *SMALL_CLI, "--iterations", "2", *knobs]) == 0
+    )
+    pj = read_json(out / "g_params.json")
+    hp = pj["training"]["hyperparameters"]
+    assert (hp["ema_decay"], hp["lr_schedule"], hp["lr_min_frac"]) == (0.5, "cosine", 0.2)
+    assert (hp["lr_g"], hp["lr_d"], hp["monitor_every"]) == (3e-4, 6e-4, 1)
+    assert Preset.from_dict(hp) == SMALL.replace(
+        iterations=2, ema_decay=0.5, lr_schedule="cosine", lr_min_frac=0.2, lr_g=3e-4, lr_d=6e-4
+    ).replace(monitor_every=1)
+    assert pj["training"]["saved_generator"] == "ema"
+    rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert r[7] == "" and float(r[10]) >= 0 and float(r[11]) >= 0  # grey: no vf column
+    state = load_weights(out / "checkpoint.pt")
+    assert state["stopped"] == "cap" and set(state["trainer"]["ema"]) == {
+        k for k in load_weights(out / "g_Gen.pt") if "running" not in k and "num_batches" not in k
+    } - {"bns.3.weight", "bns.3.bias"}
 
 
 def test_zero_byte_resume_state_is_one_line(train_png, tmp_path, capsys):

@@ -344,7 +344,9 @@ class ModelParams:
                 finished=bool(d.get("finished")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise MicrolibError(f"params.json is incomplete: {exc}", entry=entry) from None
+            raise MicrolibError(
+                f"params.json is incomplete: {first_line(exc)}", entry=entry
+            ) from None
 
     def build_generator(self, check_rules: bool = True) -> Generator:
         return Generator(
@@ -476,4 +478,6 @@ def load_weights(path: str | os.PathLike, entry: str | None = None) -> dict:
     except EOFError:
         raise MicrolibError(f"{p.name}: empty or truncated checkpoint", entry=entry) from None
     except (RuntimeError, OSError, ValueError) as exc:
+        if "PytorchStreamReader" in str(exc):  # the zip container was cut short
+            raise MicrolibError(f"{p.name}: empty or truncated checkpoint", entry=entry) from None
         raise MicrolibError(f"cannot read {p.name}: {first_line(exc)}", entry=entry) from None

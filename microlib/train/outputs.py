@@ -13,7 +13,13 @@ import numpy as np
 from microlib import io as mio
 from microlib.errors import MicrolibError
 from microlib.slicegan.networks import generator_state_for_original
-from microlib.slicegan.params import ModelParams, save_weights, versions, write_params_data
+from microlib.slicegan.params import (
+    ModelParams,
+    first_line,
+    save_weights,
+    versions,
+    write_params_data,
+)
 from microlib.train.monitor import MONITOR_COLUMNS
 from microlib.train.trainer import SliceGANTrainer
 
@@ -52,13 +58,7 @@ def read_training_input(path: str | Path) -> tuple[np.ndarray, dict, bool, float
     except MicrolibError:
         raise
     except Exception as exc:  # unreadable or truncated image
-        raise MicrolibError(f"cannot read {p.name}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    """First line of an exception's message, or its type when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+        raise MicrolibError(f"cannot read {p.name}: {first_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- outputs

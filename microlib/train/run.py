@@ -13,7 +13,11 @@ retrained.
 Why a run stopped is recorded: ``training.stopped`` in ``_params.json`` is ``cap`` (reached
 ``iterations``) or ``plateau`` (the stop rule of :mod:`microlib.train.monitor`); a run
 stopped by a signal writes no ``_params.json`` and records ``stopped: signal`` in its
-resume state.
+resume state. ``training.best_iteration`` / ``best_score`` record the best quality check.
+The saved ``_Gen.pt`` is the generator at the last iteration (the weight average when
+``ema_decay`` is on), not the best checkpoint: keeping a best copy would mean a second
+full generator in every resume state, and with the stop rule the last one is at most
+``stop_patience`` checks past the best.
 """
 
 from __future__ import annotations
