@@ -291,8 +291,8 @@ class FusedGenerator(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
-                # built on the meta device: no random initialisation of weights that the
-                # folded values overwrite at once
+                # built on the meta device and given the folded tensors directly: no random
+                # initialisation, no extra copy of weights that are replaced at once
                 with torch.device("meta"):
                     new = nn.ConvTranspose3d(
                         conv.in_channels,
@@ -303,16 +303,17 @@ class FusedGenerator(nn.Module):
                         bias=True,
                         dtype=conv.weight.dtype,
                     )
-                new = new.to_empty(device=conv.weight.device)
-                w = conv.weight.detach().clone()
-                b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+                w = conv.weight.detach()
                 if i < len(gen.bns):
                     bn = gen.bns[i]
                     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                    w = w * scale.view(1, -1, 1, 1, 1)
+                    w = w * scale.view(1, -1, 1, 1, 1)  # a new tensor
                     b = bn.bias - bn.running_mean * scale
-                new.weight.copy_(w)
-                new.bias.copy_(b)
+                else:
+                    w = w.clone()  # never alias the source generator's weights
+                    b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+                new.weight = nn.Parameter(w.contiguous(), requires_grad=False)
+                new.bias = nn.Parameter(b.detach().contiguous(), requires_grad=False)
                 self.convs.append(new)
         self.eval()
 

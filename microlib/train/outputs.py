@@ -72,7 +72,7 @@ def csv_text(rows: list[list[float]]) -> str:
     w.writerow(LOG_COLUMNS)
     for r in rows:
         r = list(r) + [float("nan")] * (len(LOG_COLUMNS) - len(r))
-        w.writerow([int(r[0])] + [f"{x:.6g}" if math.isfinite(x) else "" for x in r[1:]])
+        w.writerow([int(r[0])] + ["" if math.isnan(x) else f"{x:.6g}" for x in r[1:]])
     return buf.getvalue()
 
 
