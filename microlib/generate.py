@@ -7,53 +7,43 @@ Python API (used by the ``generate`` command and the dataset consumer):
 * :func:`synthesise` -> a uint8 ``(Z, Y, X)`` (labels/grey) or ``(Z, Y, X, 3)`` array;
 * :func:`generate_to_tif` -> the same volume streamed into an ImageJ TIFF, tile by tile.
 
-Why tiles are exact: every layer of a SliceGAN generator has padding ``p >= k - s``, so
-each output voxel a latent slab produces is covered by the full kernel footprint of its
-inputs; a slab of latent cells ``[a, a + m)`` therefore yields exactly the untiled output at
-``[stride * a, stride * a + stride * m - trim)`` (eval-mode BatchNorm, ReLU and the output
-decoding are pointwise). Neighbouring tiles share ``halo`` latent cells (2 for the standard
-nets) and write non-overlapping output blocks.
-
-Periodicity: an output block of ``stride`` voxels depends on ``halo + 1`` consecutive
-latent cells, so a latent that repeats with period ``P`` cells gives an output that
-repeats with period ``stride * P`` voxels. Along a periodic axis we draw ``P`` cells, append
-copies of the first ``halo``, and keep the first ``stride * P`` voxels: exactly one period,
-seamless when tiled. (The original code copies the last two latent planes onto the first
-two, which builds the same periodic latent, and then drops the last voxel; dropping it
-makes the volume one voxel shorter than its period, so the original's "periodic" volumes
-have a one-plane seam when tiled. Output sizes along periodic axes are therefore
-multiples of ``stride``.)
+Latent planning and tile sizing (why tiles are exact, how periodicity works) live in
+:mod:`microlib.slicegan.plan`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from microlib.errors import MicrolibError
+from microlib.io import atomic_path, entry_id
 from microlib.slicegan.networks import (
     FusedGenerator,
     Generator,
-    GeneratorGeometry,
-    conv_transpose_size,
-    generator_geometry,
+    cuda_backend_flags,
     load_generator_state,
 )
 from microlib.slicegan.params import ModelParams, load_model_params, load_weights
-
-_BYTES_PER_FLOAT = 4
-# peak memory / (largest input + output activation pair), used only to size tiles so it
-# errs on the large side. CPU: measured 2.6-3.3 (oneDNN reorders each convolution's input
-# and output into its own layout). CUDA: not measured yet; cuDNN workspaces are bounded.
-_MEMORY_FACTOR = {"cpu": 3.5, "cuda": 2.0}
-
+from microlib.slicegan.plan import (
+    GenerationPlan,
+    activation_bytes,
+    choose_tile,
+    default_memory_budget,
+    estimate_peak_bytes,
+    make_latent,
+    parse_periodic,
+    parse_size,
+    plan_generation,
+    tile_from_voxels,
+)
 
 # --------------------------------------------------------------------------- loading
 
@@ -89,250 +79,37 @@ def load_generator(
     """
     params = load_model_params(model_dir, name=name, image_type=image_type)
     try:
-        net = params.build_generator(check_rules=check_rules)
+        # on the meta device: the weights are loaded next, a random init would be wasted
+        with torch.device("meta"):
+            net = params.build_generator(check_rules=check_rules)
     except MicrolibError as exc:
         raise MicrolibError(
             f"{exc.reason}; load it anyway with check_rules=False (CLI: --no-rule-check)",
             entry=params.name,
         ) from None
     sd = load_weights(Path(model_dir) / f"{params.name}_Gen.pt", entry=params.name)
+    net = net.to_empty(device=torch.device(device))
     load_generator_state(net, sd, entry=params.name)
     net.eval().requires_grad_(False)
-    return net.to(device), params
+    return net, params
 
 
-# --------------------------------------------------------------------------- planning
+def fused_generator(net: Generator, device: str | torch.device | None = None) -> FusedGenerator:
+    """The BatchNorm-folded inference copy of ``net`` on ``device``, built once.
 
-
-@dataclass
-class GenerationPlan:
-    """Latent and output sizes for one generation request.
-
-    Attributes
-    ----------
-    requested : tuple of int
-        Requested ``(Z, Y, X)`` size.
-    size : tuple of int
-        Delivered size (differs from ``requested`` only along periodic axes that need a
-        multiple of the stride).
-    latent : tuple of int
-        Latent edge ``lf`` per axis.
-    periodic : tuple of bool
-    geometry : GeneratorGeometry
-    notes : list of str
-        Human-readable remarks (crops, roundings).
+    The copy is cached on ``net`` and rebuilt only when ``net``'s tensors change (their
+    storage or in-place version counters) or another device is asked for, so repeated
+    generation from one loaded model pays the folding once.
     """
-
-    requested: tuple[int, int, int]
-    size: tuple[int, int, int]
-    latent: tuple[int, int, int]
-    periodic: tuple[bool, bool, bool]
-    geometry: GeneratorGeometry
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def generated(self) -> tuple[int, int, int]:
-        """Untiled generator output size for :attr:`latent` (before the crop)."""
-        return tuple(self.geometry.size(m) for m in self.latent)  # type: ignore[return-value]
-
-
-def parse_size(size: int | str | Sequence[int]) -> tuple[int, int, int]:
-    """``320`` / ``"320"`` / ``"320,320,640"`` / ``(z, y, x)`` -> ``(z, y, x)``."""
-    if isinstance(size, str):
-        parts = [p for p in size.replace("x", ",").split(",") if p.strip()]
-        try:
-            vals = [int(p) for p in parts]
-        except ValueError:
-            raise MicrolibError(f"bad size {size!r}: give N or Z,Y,X") from None
-    elif isinstance(size, int | np.integer):
-        vals = [int(size)]
-    else:
-        vals = [int(v) for v in size]
-    if len(vals) == 1:
-        vals = vals * 3
-    if len(vals) != 3 or min(vals) < 1:
-        raise MicrolibError(f"bad size {size!r}: give N or Z,Y,X with positive values")
-    return vals[0], vals[1], vals[2]
-
-
-def parse_periodic(periodic: str | Sequence[bool] | None) -> tuple[bool, bool, bool]:
-    """``"z,y"`` / ``"1,0,1"`` / ``"all"`` / ``(True, False, True)`` -> flags per (Z, Y, X).
-
-    Letters name axes of the output volume: z (first), y, x (last).
-    """
-    if periodic is None or periodic == "" or periodic is False:
-        return (False, False, False)
-    if periodic is True or periodic == "all":
-        return (True, True, True)
-    if isinstance(periodic, str):
-        parts = [p.strip().lower() for p in periodic.split(",") if p.strip()]
-        if parts and all(p in ("0", "1", "true", "false") for p in parts):
-            if len(parts) != 3:
-                raise MicrolibError(f"bad --periodic {periodic!r}: give three 0/1 flags or axes")
-            return tuple(p in ("1", "true") for p in parts)  # type: ignore[return-value]
-        flags = [False, False, False]
-        for p in parts:
-            if p not in ("z", "y", "x"):
-                raise MicrolibError(f"bad --periodic {periodic!r}: axes are z, y, x")
-            flags["zyx".index(p)] = True
-        return tuple(flags)  # type: ignore[return-value]
-    vals = [bool(v) for v in periodic]
-    if len(vals) != 3:
-        raise MicrolibError("periodic needs one flag per axis (z, y, x)")
-    return vals[0], vals[1], vals[2]
-
-
-def plan_generation(
-    params: ModelParams,
-    size: int | str | Sequence[int],
-    periodic: str | Sequence[bool] | None = None,
-) -> GenerationPlan:
-    """Choose the latent size per axis for ``size`` voxels.
-
-    Non-periodic axes get the smallest latent whose output reaches the size and are
-    cropped to it (noted when the size is not reachable exactly); periodic axes get a
-    multiple of the stride (rounded up, noted), because a crop would break the period.
-    """
-    req = parse_size(size)
-    per = parse_periodic(periodic)
-    g = generator_geometry(params.gk, params.gs, params.gp)
-    if any(per) and not g.exact_tiles:
-        raise MicrolibError(
-            "this generator breaks the rule p >= k - s, so its borders depend "
-            "on the latent edge: periodic generation is not possible",
-            entry=params.name,
-        )
-    formula = params.output_size_formula()
-    out, lat, notes = [], [], []
-    for axis, (n, p) in enumerate(zip(req, per, strict=True)):
-        name = "zyx"[axis]
-        if p:
-            cells = -(-n // g.stride)
-            m = cells + g.halo
-            n_out = g.stride * cells
-            if n_out != n:
-                notes.append(
-                    f"{name}: periodic size must be a multiple of {g.stride}; "
-                    f"generating {n_out} instead of {n}"
-                )
-        else:
-            m = g.min_latent
-            while g.size(m) < n:
-                m += 1
-            if g.exact_tiles:  # tiles need ceil(n / stride) + halo cells
-                m = max(m, g.latent_for(n))
-            n_out = n
-            full = g.size(m)
-            if full != n:
-                lo = g.size(m - 1) if m - 1 >= g.min_latent else 0
-                notes.append(
-                    f"{name}: {n} is not reachable exactly (sizes are {formula}: "
-                    f"{lo} at lf={m - 1}, {full} at lf={m}); generating {full} "
-                    f"and cropping to {n}"
-                )
-        out.append(n_out)
-        lat.append(m)
-    return GenerationPlan(
-        requested=req,
-        size=tuple(out),
-        latent=tuple(lat),  # type: ignore[arg-type]
-        periodic=per,
-        geometry=g,
-        notes=notes,
-    )
-
-
-def make_latent(plan: GenerationPlan, nz: int, seed: int = 0) -> torch.Tensor:
-    """Draw the latent for ``plan`` on the CPU (same seed -> same volume on any device).
-
-    Periodic axes repeat their first ``halo`` cells at the end.
-    """
-    g = plan.geometry
-    base = [m - g.halo if p else m for m, p in zip(plan.latent, plan.periodic, strict=True)]
-    gen = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(1, nz, *base, generator=gen)
-    for axis, p in enumerate(plan.periodic):
-        if p and g.halo:
-            # wrap: cells base, base+1, ... repeat cells 0, 1, ... (period = base cells)
-            idx = torch.arange(base[axis] + g.halo) % base[axis]
-            z = z.index_select(2 + axis, idx)
-    return z.contiguous()
-
-
-# --------------------------------------------------------------------------- memory
-
-
-def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> int:
-    """The largest (input + output) float32 activation pair of a forward pass, in bytes."""
-    convs = list(net.convs)
-    sizes = [list(latent)]
-    for conv in convs:
-        k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-        sizes.append([conv_transpose_size(n, k, s, p) for n in sizes[-1]])
-    chans = [convs[0].in_channels] + [c.out_channels for c in convs]
-    elems = [c * math.prod(sz) for c, sz in zip(chans, sizes, strict=True)]
-    peak = max(elems[i] + elems[i + 1] for i in range(len(convs)))
-    return int(peak * _BYTES_PER_FLOAT)
-
-
-def estimate_peak_bytes(
-    net: Generator | FusedGenerator, latent: Sequence[int], device: str | torch.device = "cpu"
-) -> int:
-    """Estimated peak memory of generating one latent block on ``device`` (for tiling)."""
-    kind = torch.device(device).type
-    return int(activation_bytes(net, latent) * _MEMORY_FACTOR.get(kind, 3.5))
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """Bytes a generation may use: 70 % of free GPU memory, or half the available RAM."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.7)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except OSError:
-        pass
-    return 4 << 30
-
-
-def choose_tile(
-    net: Generator | FusedGenerator,
-    plan: GenerationPlan,
-    budget_bytes: int,
-    device: str | torch.device = "cpu",
-) -> tuple[int, int, int]:
-    """Core latent cells per tile ``(tz, ty, tx)`` so one tile fits ``budget_bytes``.
-
-    Whole volume when it fits; otherwise Z slabs first (they stream straight to disk),
-    then the in-plane size is halved until a tile fits.
-    """
-    g = plan.geometry
-    cells = [-(-n // g.stride) for n in plan.size]
-
-    def cost(t):
-        return estimate_peak_bytes(net, [c + g.halo for c in t], device)
-
-    t = list(cells)
-    if cost(t) <= budget_bytes or not g.exact_tiles:
-        return tuple(t)  # type: ignore[return-value]
-    while cost(t) > budget_bytes and t[0] > 1:
-        t[0] = max(1, t[0] // 2)
-    while cost(t) > budget_bytes and (t[1] > 1 or t[2] > 1):
-        if t[1] >= t[2]:
-            t[1] = max(1, -(-t[1] // 2))
-        else:
-            t[2] = max(1, -(-t[2] // 2))
-    return tuple(t)  # type: ignore[return-value]
-
-
-def tile_from_voxels(plan: GenerationPlan, tile: int | Sequence[int]) -> tuple[int, int, int]:
-    """Convert a tile edge in output voxels to core latent cells (at least one)."""
-    s = plan.geometry.stride
-    t = parse_size(tile if not isinstance(tile, int | np.integer) else int(tile))
-    return tuple(max(1, -(-v // s)) for v in t)  # type: ignore[return-value]
+    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    key = (str(dev), tuple((t.data_ptr(), t._version) for t in net.state_dict().values()))
+    cached = net.__dict__.get("_microlib_fused")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    fused = FusedGenerator(net).to(dev)
+    # a plain attribute, not a registered submodule: it must not enter net's state dict
+    net.__dict__["_microlib_fused"] = (key, fused)
+    return fused
 
 
 # --------------------------------------------------------------------------- synthesis
@@ -389,7 +166,7 @@ def iter_z_slabs(
     g = plan.geometry
     if tile_cells is None:
         tile_cells = [-(-n // g.stride) for n in plan.size]
-    fused = FusedGenerator(net).to(dev)
+    fused = fused_generator(net, dev)
     z = make_latent(plan, params.nz, seed)
     rgb = params.image_type == "colour"
 
@@ -430,8 +207,6 @@ def iter_z_slabs(
 
 
 def _cuda_flags():
-    from microlib.train import cuda_backend_flags
-
     return cuda_backend_flags(tf32=True, benchmark=False)
 
 
@@ -497,8 +272,6 @@ def resolve_tile(
 
 def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
     """Metadata stored in the TIFF's ImageJ ``Info`` (CONTRIBUTING.md keys + generation)."""
-    from microlib.io import entry_id
-
     meta: dict = {}
     try:
         meta["id"] = entry_id(params.name)
@@ -527,6 +300,23 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
         }
     )
     return meta
+
+
+def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that an interrupted write of ``path`` left behind.
+
+    :func:`microlib.io.atomic_path` writes ``.{name}.<random>.tif.part`` next to the target
+    and removes it on any exception, but a killed process (SIGKILL, out of memory) cannot;
+    for a large volume that is gigabytes that no rerun would ever reuse.
+    """
+    p = Path(path)
+    removed = []
+    if p.parent.is_dir():
+        for stale in p.parent.glob(f".{glob.escape(p.name)}.*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                removed.append(stale)
+    return removed
 
 
 def generate_to_tif(
@@ -558,8 +348,6 @@ def generate_to_tif(
 
     import tifffile
 
-    from microlib.io import atomic_path
-
     plan = plan_generation(params, size, periodic)
     cells = resolve_tile(net, plan, device, tile, max_memory_gb)
     vox = voxel_size_um if voxel_size_um is not None else params.voxel_size_um
@@ -580,6 +368,7 @@ def generate_to_tif(
         ):
             yield from slab
 
+    remove_stale_parts(path)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
             tmp,
@@ -609,7 +398,9 @@ __all__ = [
     "GenerationPlan",
     "activation_bytes",
     "choose_tile",
+    "default_memory_budget",
     "estimate_peak_bytes",
+    "fused_generator",
     "generate_to_tif",
     "iter_z_slabs",
     "load_generator",
@@ -617,7 +408,9 @@ __all__ = [
     "parse_periodic",
     "parse_size",
     "plan_generation",
+    "remove_stale_parts",
     "resolve_tile",
     "synthesise",
+    "tile_from_voxels",
     "volume_meta",
 ]

@@ -11,6 +11,7 @@ from microlib.cli import main
 from microlib.errors import MicrolibError
 from microlib.generate import (
     choose_tile,
+    fused_generator,
     generate_to_tif,
     load_generator,
     make_latent,
@@ -251,6 +252,48 @@ def test_generate_cli(tmp_path, capsys, caplog):
     assert read_tif_meta(out)["voxel_size_um"] == 1.5
     rc = main(["generate", str(tmp_path / "nowhere"), "--size", "32", "--out", str(out)])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_generate_removes_its_stale_part_files(tmp_path):
+    params = make_params()
+    save_model(tmp_path / "m", params, make_net(params))
+    out = tmp_path / "vols" / "v.tif"
+    out.parent.mkdir()
+    stale = out.parent / ".v.tif.k3j_x9a1.tif.part"  # as a killed atomic write leaves it
+    stale.write_bytes(b"\0" * 4096)
+    other = out.parent / ".w.tif.abcdefgh.tif.part"  # another output's: not ours to remove
+    other.write_bytes(b"x")
+    rc = main(["generate", str(tmp_path / "m"), "--size", "32", "--out", str(out)])
+    assert rc == 0 and out.is_file()
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == [other.name, "v.tif"]
+
+
+def test_empty_generator_file_is_one_line(tmp_path, capsys):
+    params = make_params()
+    save_model(tmp_path / "m", params, make_net(params))
+    (tmp_path / "m" / f"{params.name}_Gen.pt").write_bytes(b"")
+    with pytest.raises(MicrolibError, match=r"_Gen.pt: empty or truncated checkpoint"):
+        load_generator(tmp_path / "m")
+    rc = main(["generate", str(tmp_path / "m"), "--size", "32", "--out", str(tmp_path / "v.tif")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0].endswith("microstructure042_Gen.pt: empty or truncated checkpoint")
+
+
+def test_folded_generator_is_built_once_per_weights():
+    params = make_params()
+    net = make_net(params)
+    fused = fused_generator(net)
+    assert fused_generator(net) is fused
+    assert "_microlib_fused" not in str(list(net.state_dict()))
+    z = torch.randn(1, params.nz, 5, 5, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(fused(z), net(z, activate=False), atol=1e-4)
+        net.load_state_dict(make_net(params, seed=5).state_dict())  # new weights, same storage
+        refolded = fused_generator(net)
+        assert refolded is not fused
+        assert torch.allclose(refolded(z), net(z, activate=False), atol=1e-4)
 
 
 @pytest.mark.gpu

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from microlib.errors import MicrolibError
+from microlib.io import write_json
 from microlib.slicegan.params import (
     ModelParams,
     dumps_params_data,
@@ -130,6 +131,16 @@ def test_malicious_params_pickle_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_deeply_nested_params_pickle_is_one_line():
+    # 20000 nested lists fit under the size cap; a plain repr of them would recurse
+    deep = b"\x80\x03]q\x00(" + b"]" * 20000 + b"a" * 19999 + b"]" * 7 + b"e."
+    with pytest.raises(MicrolibError) as info:
+        loads_params_data(deep)
+    msg = info.value.reason
+    assert "\n" not in msg and len(msg) < 300
+    assert "params file entry dk is not a list of ints" in msg
+
+
 def test_malformed_params_are_refused():
     with pytest.raises(MicrolibError, match="8 lists"):
         loads_params_data(pickle.dumps([[4], [2]]))
@@ -168,8 +179,6 @@ def test_load_model_params_original_dir_needs_image_type(tmp_path):
 
 
 def test_load_model_params_prefers_json_and_checks_consistency(tmp_path):
-    from microlib.io import write_json
-
     p = _params(name="m")
     write_json(tmp_path / "m_params.json", p.to_json())
     write_params_data(tmp_path / "m_params.data", p.original_layers())
@@ -193,3 +202,14 @@ def test_weights_load_safely(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a zip")
     with pytest.raises(MicrolibError, match="bad.pt"):
         load_weights(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("keep", [0, 40, 0.5])
+def test_empty_or_truncated_weights_are_one_line(tmp_path, keep):
+    save_weights(tmp_path / "w.pt", {"convs.0.weight": torch.randn(64, 64, 4, 4)})
+    data = (tmp_path / "w.pt").read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep
+    (tmp_path / "w.pt").write_bytes(data[:cut])
+    with pytest.raises(MicrolibError) as info:
+        load_weights(tmp_path / "w.pt", entry="m")
+    assert info.value.reason == "w.pt: empty or truncated checkpoint"

@@ -17,17 +17,20 @@ from scipy import ndimage
 
 from microlib.cli import main
 from microlib.errors import MicrolibError
-from microlib.io import read_json, write_png, write_tif
+from microlib.generate import load_generator, synthesise
+from microlib.io import read_json, read_tif, sha256_file, write_png, write_tif
 from microlib.slicegan.params import load_weights, read_params_data
-from microlib.slicegan.presets import get_preset
+from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import (
     Optimisations,
     SliceGANTrainer,
     infer_image_type,
+    lr_factor,
     make_training_set,
     prepare_training_array,
     slices_along,
 )
+from microlib.train.monitor import PlateauStop, compare, reference_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 # demo networks with the smallest batches: a generator iteration takes a few 10 ms
@@ -336,16 +339,25 @@ def test_artefacts_of_a_finished_run(reference_run, train_png):
     assert pj["training"]["hyperparameters"]["batch_size"] == 4
     assert pj["critics"] == {"all": f"{name}_Disc.pt"}
     assert pj["versions"]["torch"] == torch.__version__
-    from microlib.io import sha256_file
-
     assert pj["source"]["images"][0]["sha256"] == sha256_file(train_png)
     layers = read_params_data(out / f"{name}_params.data")
     assert layers[6] == [16, 64, 32, 16, 3] and layers[2] == [3, 16, 32, 64, 1]
     gen = load_weights(out / f"{name}_Gen.pt")
     assert "bns.3.weight" in gen  # identity BN for the original's strict load
     rows = (out / "train_log.csv").read_text().splitlines()
-    assert rows[0] == "iteration,critic_loss,generator_loss,wasserstein,gp,elapsed_s,it_per_s"
+    assert rows[0] == (
+        "iteration,critic_loss,generator_loss,wasserstein,gp,elapsed_s,it_per_s,"
+        "vf_err_pts,sa_err_pct,anisotropy,grey_mean_err,grey_std_err,score"
+    )
     assert [int(r.split(",")[0]) for r in rows[1:]] == [4, 8, 12, 16, 20, 24]
+    # default monitoring: every 10 % of the run, rounded up to the log interval (4)
+    for r in rows[1:]:
+        vf, sa, aniso, gmean, gstd, score = r.split(",")[7:]
+        assert float(vf) >= 0 and float(sa) >= 0 and float(aniso) >= 1
+        assert gmean == gstd == ""  # grey columns do not apply to n-phase
+        assert float(score) == pytest.approx(float(vf) + float(sa) / 10, rel=1e-4)
+    assert pj["training"]["stopped"] == "cap" and pj["training"]["monitor_every"] == 4
+    assert pj["training"]["best_iteration"] in (4, 8, 12, 16, 20, 24)
 
 
 def test_finished_run_is_not_retrained(reference_run, train_png, capsys):
@@ -516,6 +528,237 @@ def test_anisotropic_and_volume_cli(tmp_path):
     assert pj["image_type"] == "nphase" and pj["voxel_size_um"] == 2.0
 
 
+# ----------------------------------------------------------------------------- n-phase inputs
+
+
+def _rgba_png(path: Path, labels: np.ndarray, levels=(0, 255)) -> Path:
+    """A MicroLib/SliceGAN-style PNG: RGBA with R = G = B = level, alpha 255."""
+    from PIL import Image
+
+    grey = np.asarray(levels, dtype=np.uint8)[labels]
+    rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    Image.fromarray(rgba, "RGBA").save(path)
+    return path
+
+
+def test_few_grey_levels_are_taken_as_phases_without_flags(tmp_path, caplog):
+    png = _rgba_png(tmp_path / "two.png", (blobs((48, 48), fractions=(0.4,)) > 0).astype(int))
+    out = tmp_path / "m"
+    with caplog.at_level("INFO", logger="microlib.train"):
+        rc = main(["train", str(png), "--out", str(out), *SMALL_CLI, "--iterations", "1"])
+    assert rc == 0
+    assert "treating 2 distinct values {0, 255} as 2 phases" in caplog.text
+    pj = read_json(out / "two_params.json")
+    assert pj["image_type"] == "nphase" and pj["nc"] == 2 and pj["data_type"] == "twophase"
+    assert pj["phase_grey_values"] == [0.0, 255.0]
+    # the same values as an RGBA array: grey with constant alpha, else colour
+    two = np.where(blobs((40, 40)) > 0, 255, 0).astype(np.uint8)
+    rgba = np.dstack([two, two, two, np.full((40, 40), 255, np.uint8)])
+    assert infer_image_type(rgba) == "nphase"
+    rgba[0, 0, 3] = 0
+    assert infer_image_type(rgba) == "colour"
+    labels, info = prepare_training_array(
+        np.where(blobs((40, 40)) > 0, 200, 7).astype(np.uint8), "nphase", map_levels=True
+    )
+    assert info == {"n_phases": 2, "grey_levels": [7.0, 200.0]} and labels.max() == 1
+
+
+def test_grey_micrograph_still_needs_an_image_type(tmp_path, capsys):
+    grey = np.clip(np.random.default_rng(1).normal(128, 30, (48, 48)), 0, 255).astype(np.uint8)
+    png = _rgba_png(tmp_path / "grey.png", grey, levels=np.arange(256))
+    rc = main(["train", str(png), "--out", str(tmp_path / "o"), *SMALL_CLI])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot tell the image type" in err[0]
+
+
+# ----------------------------------------------------------------------------- knobs
+
+
+def test_lr_schedules():
+    assert lr_factor("constant", 70, 100) == 1.0
+    assert lr_factor("cosine", 0, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor("cosine", 50, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor("cosine", 100, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor("linear", 25, 100, 0.2) == pytest.approx(0.8)
+    assert lr_factor("linear", 100, 100) == pytest.approx(0.0)
+    with pytest.raises(MicrolibError, match="unknown lr_schedule"):
+        lr_factor("step", 1, 10)
+    ts = make_training_set([blobs((40, 40))], "nphase", 32)
+    p = SMALL.replace(lr_schedule="cosine", lr_min_frac=0.0, iterations=4, lr_g=1e-3, lr_d=2e-3)
+    tr = SliceGANTrainer(ts, p, seed=0)
+    tr.step()
+    tr.step()  # the second step ran at iteration 1 of 4: factor (1 + cos(pi / 4)) / 2
+    f = 0.5 * (1 + np.cos(np.pi / 4))
+    assert tr.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * f)
+    assert tr.opt_ds[0].param_groups[0]["lr"] == pytest.approx(2e-3 * f)
+    assert tr.current_lr() == pytest.approx((1e-3 * 0.5, 2e-3 * 0.5))  # next: iteration 2
+
+
+def test_ema_is_the_weight_average_and_is_saved():
+    ts = make_training_set([blobs((40, 40))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL.replace(ema_decay=0.75), seed=3)
+    start = [q.detach().clone() for q in tr.G.parameters()]
+    tr.step()
+    for e, s0, live in zip(tr.ema.net.parameters(), start, tr.G.parameters(), strict=True):
+        assert torch.allclose(e, 0.75 * s0 + 0.25 * live.detach(), atol=1e-6)
+    plain = SliceGANTrainer(ts, SMALL, seed=3)
+    plain.step()
+    # same trajectory (EMA does not feed back), different generator for saving
+    assert state_equal(plain.G.state_dict(), tr.G.state_dict())
+    g_ema = tr.generator_for_eval().state_dict()
+    assert not torch.equal(g_ema["convs.0.weight"], plain.G.state_dict()["convs.0.weight"])
+    # BatchNorm statistics re-estimated for the averaged weights, deterministically
+    assert not torch.equal(g_ema["bns.0.running_mean"], tr.G.state_dict()["bns.0.running_mean"])
+    again = {k: v.clone() for k, v in g_ema.items()}
+    assert state_equal(again, tr.generator_for_eval().state_dict())
+
+
+def test_resume_with_ema_and_schedule_in_process_is_exact():
+    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    p = SMALL.replace(ema_decay=0.9, lr_schedule="linear", lr_min_frac=0.1, iterations=4)
+    ref = SliceGANTrainer(ts, p, seed=4)
+    for _ in range(4):
+        ref.step()
+    a = SliceGANTrainer(ts, p, seed=4)
+    a.step()
+    a.generator_for_eval()  # a quality check between steps must not change anything
+    a.step()
+    b = SliceGANTrainer(ts, p, seed=4)
+    b.load_state_dict(a.state_dict())
+    b.step()
+    b.step()
+    assert state_equal(ref.state_dict(), b.state_dict())
+    with pytest.raises(MicrolibError, match="different settings.*preset.ema_decay"):
+        SliceGANTrainer(ts, p.replace(ema_decay=0.5), seed=4).load_state_dict(ref.state_dict())
+
+
+# ----------------------------------------------------------------------------- monitoring
+
+
+def test_monitor_columns_on_known_volumes():
+    img = blobs((48, 48))
+    ts = make_training_set([img], "nphase", 32)
+    ref = reference_statistics(ts)
+    cube = np.stack([blobs((48, 48), seed=s) for s in range(48)])
+    row = compare(ref, cube, "nphase", 3)
+    assert set(row) == {
+        "vf_err_pts",
+        "sa_err_pct",
+        "anisotropy",
+        "grey_mean_err",
+        "grey_std_err",
+        "score",
+    }
+    assert 0 <= row["vf_err_pts"] < 10 and row["anisotropy"] > 1.5  # independent z slices
+    assert row["score"] == pytest.approx(row["vf_err_pts"] + row["sa_err_pct"] / 10)
+    one = np.zeros((8, 8, 8), np.uint8)
+    one[:, :, 4:] = 2
+    bad = compare(ref, one, "nphase", 3)
+    assert bad["vf_err_pts"] > 20 and bad["anisotropy"] == float("inf")
+    grey = make_training_set([np.full((40, 40), 100, np.uint8)], "grayscale", 32)
+    g = compare(reference_statistics(grey), np.full((8, 8, 8), 110, np.uint8), "grayscale", 1)
+    assert g["grey_mean_err"] == pytest.approx(10) and g["grey_std_err"] == 0
+    assert np.isnan(g["vf_err_pts"])
+
+
+def test_plateau_stop_rule():
+    rule = PlateauStop(patience=2, min_iteration=30)
+    decisions = [rule.update(it, s) for it, s in [(10, 5), (20, 4), (30, 4.5), (40, 4.1)]]
+    assert decisions == [False, False, False, True]
+    assert (rule.best_iteration, rule.best_score) == (20, 4)
+    late = PlateauStop(patience=1, min_iteration=100)
+    assert [late.update(it, 9.0) for it in (10, 20, 100)] == [False, False, True]
+    off = PlateauStop(patience=0)
+    assert not any(off.update(it, 1.0) for it in range(1, 20))
+
+
+def test_stop_rule_in_a_run(train_png, tmp_path):
+    out = tmp_path / "m"
+    args = [*SMALL_CLI, "--iterations", "40", "--log-every", "1", "--monitor-every", "1"]
+    args += ["--stop-patience", "2", "--stop-min-iterations", "5", "--seed", "3"]
+    assert main(["train", str(train_png), "--out", str(out), *args]) == 0
+    tr = read_json(out / "microstructure042_params.json")["training"]
+    rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
+    scores = [float(r[-1]) for r in rows]
+    assert len(scores) == tr["iterations_done"]
+    best = int(np.argmin(scores))
+    assert tr["best_iteration"] == best + 1 and tr["best_score"] == pytest.approx(scores[best])
+    if tr["stopped"] == "plateau":
+        assert 5 <= tr["iterations_done"] < 40 and tr["iterations_done"] - tr["best_iteration"] == 2
+    else:
+        assert tr["stopped"] == "cap" and tr["iterations_done"] == 40
+
+
+def test_grey_run_with_every_knob_records_them(tmp_path):
+    grey = np.clip(np.random.default_rng(2).normal(120, 30, (48, 48)), 0, 255).astype(np.uint8)
+    png = tmp_path / "g.png"
+    write_png(png, grey, {"data_type": "grayscale"})
+    out = tmp_path / "m"
+    knobs = ["--ema-decay", "0.5", "--lr-schedule", "cosine", "--lr-min-frac", "0.2"]
+    knobs += ["--lr-g", "3e-4", "--lr-d", "6e-4", "--monitor-every", "1", "--log-every", "1"]
+    assert (
+        main(["train", str(png), "--out", str(out), *SMALL_CLI, "--iterations", "2", *knobs]) == 0
+    )
+    pj = read_json(out / "g_params.json")
+    hp = pj["training"]["hyperparameters"]
+    assert (hp["ema_decay"], hp["lr_schedule"], hp["lr_min_frac"]) == (0.5, "cosine", 0.2)
+    assert (hp["lr_g"], hp["lr_d"], hp["monitor_every"]) == (3e-4, 6e-4, 1)
+    assert Preset.from_dict(hp) == SMALL.replace(
+        iterations=2, ema_decay=0.5, lr_schedule="cosine", lr_min_frac=0.2, lr_g=3e-4, lr_d=6e-4
+    ).replace(monitor_every=1)
+    assert pj["training"]["saved_generator"] == "ema"
+    rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert r[7] == "" and float(r[10]) >= 0 and float(r[11]) >= 0  # grey: no vf column
+    state = load_weights(out / "checkpoint.pt")
+    assert state["stopped"] == "cap" and set(state["trainer"]["ema"]) == {
+        k for k in load_weights(out / "g_Gen.pt") if "running" not in k and "num_batches" not in k
+    } - {"bns.3.weight", "bns.3.bias"}
+
+
+def test_zero_byte_resume_state_is_one_line(train_png, tmp_path, capsys):
+    out = tmp_path / "m"
+    (out / "resume").mkdir(parents=True)
+    (out / "resume" / "state.pt").write_bytes(b"")
+    rc = main(["train", str(train_png), "--out", str(out), *SMALL_CLI, "--iterations", "2"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "microlib train: error: microstructure042: state.pt: empty or truncated checkpoint"
+    ]
+
+
+def test_sigterm_with_ema_resumes_exactly(train_png, tmp_path):
+    """EMA on, checkpoints on a (very short) timer only: the resumed run equals the
+    uninterrupted one bit for bit."""
+    ref_out, out = tmp_path / "ref", tmp_path / "m"
+    base = [train_png, "--iterations", 24, "--log-every", 4, "--seed", 7, "--ema-decay", 0.8]
+    base += ["--checkpoint-minutes", 0.0005]
+    r = _run(_cli(*base, "--out", ref_out))
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        _cli(*base, "--out", out),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(out / "resume" / "state.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert load_weights(out / "resume" / "state.pt")["stopped"] == "signal"
+    r = _run(_cli(*base, "--out", out))
+    assert r.returncode == 0, r.stderr
+    assert "resumed from iteration" in r.stderr
+    _compare_with_reference(out, ref_out)
+    assert read_json(out / "microstructure042_params.json")["training"]["saved_generator"] == "ema"
+
+
 # ----------------------------------------------------------------------------- slow
 
 
@@ -523,8 +766,6 @@ def test_anisotropic_and_volume_cli(tmp_path):
 def test_real_threephase_volume_fractions(realdata, tmp_path):
     """Train the tiny generator on slices of a real 3-phase volume; the generated volume's
     phase fractions are within 3 points of the real ones."""
-    from microlib.generate import load_generator, synthesise
-    from microlib.io import read_tif
 
     src = realdata / "volumes" / "threephase_128.tif"
     real = read_tif(src)

@@ -21,6 +21,10 @@ import statistics
 import sys
 import time
 
+from microlib.device import resolve_device
+from microlib.slicegan.presets import get_preset
+from microlib.train import Optimisations, SliceGANTrainer, make_training_set
+
 HELP = "SliceGAN training speed: optimised loop vs every optimisation off"
 
 
@@ -86,10 +90,6 @@ def time_segment(trainer, iterations: int) -> tuple[float, int | None]:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from microlib.device import resolve_device
-    from microlib.slicegan.presets import get_preset
-    from microlib.train import Optimisations, SliceGANTrainer, make_training_set
 
     if args.threads:
         torch.set_num_threads(args.threads)

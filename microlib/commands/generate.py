@@ -14,6 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from microlib.device import DEVICE_CHOICES, resolve_device
+from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
+
 log = logging.getLogger("microlib.generate")
 
 
@@ -30,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--periodic", default="", help="axes to make seamlessly periodic: e.g. z,y,x or 1,1,0"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES))
     p.add_argument("--name", help="model name when MODEL_DIR holds several")
     p.add_argument(
         "--image-type",
@@ -55,11 +61,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from microlib.device import resolve_device
-    from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
 
     if args.threads:
         torch.set_num_threads(int(args.threads))

@@ -1,4 +1,5 @@
-"""SliceGAN engine: networks, presets and model-file formats (original and ours).
+"""SliceGAN engine: networks, presets, model-file formats (original and ours) and the
+latent planning / tile sizing of generation (:mod:`microlib.slicegan.plan`).
 
 Training lives in :mod:`microlib.train`, generation in :mod:`microlib.generate`.
 """

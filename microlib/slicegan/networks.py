@@ -10,7 +10,9 @@ integer arithmetic: the generation stage uses them to pick latent sizes and tile
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from microlib.device import resolve_device  # noqa: F401  (re-exported for callers)
 from microlib.errors import MicrolibError
 
 FINAL_ACTIVATIONS = ("softmax", "tanh")
@@ -290,24 +291,29 @@ class FusedGenerator(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
-                new = nn.ConvTranspose3d(
-                    conv.in_channels,
-                    conv.out_channels,
-                    conv.kernel_size,
-                    conv.stride,
-                    conv.padding,
-                    bias=True,
-                )
-                new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
-                w = conv.weight.detach().clone()
-                b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+                # built on the meta device and given the folded tensors directly: no random
+                # initialisation, no extra copy of weights that are replaced at once
+                with torch.device("meta"):
+                    new = nn.ConvTranspose3d(
+                        conv.in_channels,
+                        conv.out_channels,
+                        conv.kernel_size,
+                        conv.stride,
+                        conv.padding,
+                        bias=True,
+                        dtype=conv.weight.dtype,
+                    )
+                w = conv.weight.detach()
                 if i < len(gen.bns):
                     bn = gen.bns[i]
                     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                    w = w * scale.view(1, -1, 1, 1, 1)
+                    w = w * scale.view(1, -1, 1, 1, 1)  # a new tensor
                     b = bn.bias - bn.running_mean * scale
-                new.weight.copy_(w)
-                new.bias.copy_(b)
+                else:
+                    w = w.clone()  # never alias the source generator's weights
+                    b = torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+                new.weight = nn.Parameter(w.contiguous(), requires_grad=False)
+                new.bias = nn.Parameter(b.detach().contiguous(), requires_grad=False)
                 self.convs.append(new)
         self.eval()
 
@@ -316,6 +322,34 @@ class FusedGenerator(nn.Module):
         for conv in self.convs[:-1]:
             x = F.relu_(conv(x))
         return self.convs[-1](x)
+
+
+# --------------------------------------------------------------------------- CUDA flags
+
+
+@contextlib.contextmanager
+def cuda_backend_flags(tf32: bool, benchmark: bool):
+    """Set TF32 / cuDNN benchmark for a block and restore the previous values."""
+    old = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = benchmark
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cudnn.benchmark,
+            ) = old
 
 
 # --------------------------------------------------------------------------- state dicts

@@ -13,12 +13,15 @@ import io
 import os
 import pickle
 import platform
+import reprlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microlib import __version__
 from microlib.errors import MicrolibError
+from microlib.io import atomic_path, read_json, write_bytes
 from microlib.slicegan.networks import (
     Critic,
     Generator,
@@ -83,8 +86,14 @@ def loads_params_data(data: bytes, entry: str | None = None) -> list[list[int]]:
         raise MicrolibError(
             f"refusing params file: {exc} (only lists of ints are allowed)", entry=entry
         ) from None
+    except RecursionError:
+        raise MicrolibError(
+            "params file is nested too deeply to be SliceGAN parameters", entry=entry
+        ) from None
     except Exception as exc:  # truncated or garbage bytes
-        raise MicrolibError(f"params file is not a valid pickle: {exc}", entry=entry) from None
+        raise MicrolibError(
+            f"params file is not a valid pickle: {first_line(exc)}", entry=entry
+        ) from None
     if not isinstance(obj, list | tuple) or len(obj) != 8:
         raise MicrolibError(
             "params file must hold 8 lists [dk, ds, df, dp, gk, gs, gf, gp], "
@@ -98,10 +107,24 @@ def loads_params_data(data: bytes, entry: str | None = None) -> list[list[int]]:
             isinstance(x, int) and not isinstance(x, bool) for x in v
         ):
             raise MicrolibError(
-                f"params file entry {name} is not a list of ints: {v!r}"[:200], entry=entry
+                f"params file entry {name} is not a list of ints: {_short_repr(v)}", entry=entry
             )
         out.append([int(x) for x in v])
     return out
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """First line of an exception's message, or its type name when the message is empty
+    (``str(EOFError())`` is ``''``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    # reprlib caps the nesting depth: a plain repr of a deeply nested list recurses
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxother = 3, 8, 40
+    return r.repr(value)[:limit]
 
 
 def dumps_params_data(layers: list[list[int]]) -> bytes:
@@ -121,8 +144,6 @@ def read_params_data(path: str | os.PathLike, entry: str | None = None) -> list[
 
 def write_params_data(path: str | os.PathLike, layers: list[list[int]]) -> None:
     """Atomically write an original-format ``_params.data`` file."""
-    from microlib.io import write_bytes
-
     write_bytes(path, dumps_params_data(layers))
 
 
@@ -323,7 +344,9 @@ class ModelParams:
                 finished=bool(d.get("finished")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise MicrolibError(f"params.json is incomplete: {exc}", entry=entry) from None
+            raise MicrolibError(
+                f"params.json is incomplete: {first_line(exc)}", entry=entry
+            ) from None
 
     def build_generator(self, check_rules: bool = True) -> Generator:
         return Generator(
@@ -357,8 +380,6 @@ def versions() -> dict[str, str]:
     """Versions worth recording next to a model."""
     import numpy
     import torch
-
-    from microlib import __version__
 
     return {
         "microlib": __version__,
@@ -397,8 +418,6 @@ def load_model_params(
 
     An explicit ``image_type`` that contradicts params.json is an error.
     """
-    from microlib.io import read_json
-
     d = Path(model_dir)
     name = find_model_name(d, name)
     pj, pd = d / f"{name}_params.json", d / f"{name}_params.data"
@@ -437,8 +456,6 @@ def save_weights(path: str | os.PathLike, state: dict) -> None:
     """Atomically ``torch.save`` a state dict (or a checkpoint of plain containers)."""
     import torch
 
-    from microlib.io import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -450,14 +467,17 @@ def load_weights(path: str | os.PathLike, entry: str | None = None) -> dict:
     p = Path(path)
     if not p.is_file():
         raise MicrolibError(f"{p} does not exist", entry=entry)
+    if p.stat().st_size == 0:
+        raise MicrolibError(f"{p.name}: empty or truncated checkpoint", entry=entry)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MicrolibError(
-            f"refusing {p.name}: not a plain weights file ({first[:200]})", entry=entry
+            f"refusing {p.name}: not a plain weights file ({first_line(exc)})", entry=entry
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise MicrolibError(
-            f"cannot read {p.name}: {str(exc).splitlines()[0][:200]}", entry=entry
-        ) from None
+    except EOFError:
+        raise MicrolibError(f"{p.name}: empty or truncated checkpoint", entry=entry) from None
+    except (RuntimeError, OSError, ValueError) as exc:
+        if "PytorchStreamReader" in str(exc):  # the zip container was cut short
+            raise MicrolibError(f"{p.name}: empty or truncated checkpoint", entry=entry) from None
+        raise MicrolibError(f"cannot read {p.name}: {first_line(exc)}", entry=entry) from None

@@ -32,6 +32,16 @@ from dataclasses import dataclass, field
 
 from microlib.errors import MicrolibError
 
+# fields that control how long a run goes and what it watches, not the training trajectory:
+# a resumed run may change them
+RUN_CONTROL_FIELDS = (
+    "iterations",
+    "monitor_every",
+    "monitor_size",
+    "stop_patience",
+    "stop_min_iterations",
+)
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -70,7 +80,23 @@ class Preset:
     gp_lambda : float
         Gradient-penalty weight.
     iterations : int
-        Generator updates.
+        Generator updates (the cap when the stop rule is on).
+    ema_decay : float
+        Generator weight EMA decay (0 = off). When on, the monitored and saved generator is
+        the weight average, its BatchNorm statistics re-estimated for it.
+    lr_schedule : {'constant', 'cosine', 'linear'}
+        Learning-rate schedule over ``iterations`` for generator and critics.
+    lr_min_frac : float
+        Final learning rate as a fraction of the initial one (cosine, linear).
+    monitor_every : int or None
+        Quality check every N generator iterations (None: every 10 % of ``iterations``,
+        rounded up to a multiple of the log interval; 0: off).
+    monitor_size : int
+        Edge of the volume generated for each check (at least the training slice edge).
+    stop_patience : int
+        Stop when the monitored score has not improved for this many checks (0 = off).
+    stop_min_iterations : int or None
+        Never stop on a plateau before this iteration (None: 25 % of ``iterations``).
     """
 
     name: str
@@ -94,6 +120,13 @@ class Preset:
     betas: tuple[float, float] = (0.0, 0.9)
     gp_lambda: float = 10.0
     iterations: int = 5000
+    ema_decay: float = 0.0
+    lr_schedule: str = "constant"
+    lr_min_frac: float = 0.0
+    monitor_every: int | None = None
+    monitor_size: int = 64
+    stop_patience: int = 0
+    stop_min_iterations: int | None = None
     notes: str = field(default="", compare=False)
 
     def gf(self, nc: int) -> list[int]:

@@ -1,0 +1,44 @@
+"""SliceGAN training (Kench & Cooper 2021), split by responsibility:
+
+* :mod:`microlib.train.data` -- image-type inference and the canonical training arrays;
+* :mod:`microlib.train.trainer` -- the WGAN-GP trainer (:class:`SliceGANTrainer`);
+* :mod:`microlib.train.optim` -- speed switches, learning-rate schedule, weight EMA;
+* :mod:`microlib.train.monitor` -- quality checks while training and the stop rule;
+* :mod:`microlib.train.run` -- one restartable run (:func:`train_run`): resume, the loop,
+  signals and the output files.
+"""
+
+from __future__ import annotations
+
+from microlib.slicegan.networks import cuda_backend_flags
+from microlib.train.data import (
+    MAX_PHASES,
+    TrainingSet,
+    infer_image_type,
+    make_training_set,
+    prepare_training_array,
+)
+from microlib.train.optim import LR_SCHEDULES, GeneratorEMA, Optimisations, lr_factor
+from microlib.train.outputs import LOG_COLUMNS, read_training_input
+from microlib.train.run import TrainConfig, train_run
+from microlib.train.trainer import TRAIN_STATE_FORMAT, SliceGANTrainer, slices_along
+
+__all__ = [
+    "LOG_COLUMNS",
+    "LR_SCHEDULES",
+    "MAX_PHASES",
+    "TRAIN_STATE_FORMAT",
+    "GeneratorEMA",
+    "Optimisations",
+    "SliceGANTrainer",
+    "TrainConfig",
+    "TrainingSet",
+    "cuda_backend_flags",
+    "infer_image_type",
+    "lr_factor",
+    "make_training_set",
+    "prepare_training_array",
+    "read_training_input",
+    "slices_along",
+    "train_run",
+]
