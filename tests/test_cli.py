@@ -150,11 +150,6 @@ def _model_dir(d: Path, name: str = "microstructure042") -> Path:
     return d
 
 
-@pytest.mark.xfail(
-    reason="microlib.slicegan.params.load_weights takes line 0 of the empty EOFError "
-    "message (IndexError, a bug the CLI rightly reports with its traceback); its owner fixes it",
-    strict=False,
-)
 def test_generate_with_an_empty_generator_file_is_one_line(tmp_path):
     model = _model_dir(tmp_path / "model")
     line = one_error_line(

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microlib.datatypes import MAX_PHASES
 from microlib.datatypes import NPHASE_TYPES as _NPHASE_DATA_TYPES
 from microlib.errors import MicrolibError
 from microlib.slicegan.params import IMAGE_TYPES
 
-MAX_PHASES = 16
 
 # --------------------------------------------------------------------------- inputs
 
