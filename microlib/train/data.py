@@ -19,7 +19,6 @@ from microlib.datatypes import NPHASE_TYPES as _NPHASE_DATA_TYPES
 from microlib.errors import MicrolibError
 from microlib.slicegan.params import IMAGE_TYPES
 
-
 # --------------------------------------------------------------------------- inputs
 
 
