@@ -174,7 +174,11 @@ def annotate_segment_args():
     """
     shared = command_flags("annotate", "entry")
     return cli_args(
-        {k: v for k, v in stage("segment").items() if f"--{k}".replace("_", "-") in shared}
+        {
+            k: v
+            for k, v in stage("segment").items()
+            if f"--{k}".replace("_", "-") in shared
+        }
     )
 
 
