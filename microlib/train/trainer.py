@@ -117,7 +117,7 @@ class SliceGANTrainer:
         # init on the CPU from the seed: the same seed gives the same start on any device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.G = Generator(p.gk, p.gs, p.gp, p.gf(nc), final=final)
+            self.G = Generator(p.gk, p.gs, p.gp, p.gf(nc), final, output_stage=p.g_output_stage)
             self.Ds = [Critic(p.dk, p.ds, p.dp, p.df(nc)) for _ in range(n_critics)]
         self.G.to(self.device)
         for d in self.Ds:
