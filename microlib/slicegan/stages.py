@@ -7,9 +7,10 @@
     convolution without bias, and a crop of one voxel per side. For ``n`` input cells it
     returns ``2 n - 4`` voxels, as the k4 s2 p3 transposed convolution it replaces, so the
     layer lists (and with them the output-size formula, the tiling geometry and the critic)
-    keep the transposed convolution's ``(4, 2, 3)`` as the last entry. Every upsampled value
-    is an interpolation with fixed weights, so no voxel parity gets its own kernel taps: the
-    stage cannot paint the checkerboard a stride-2 transposed convolution can learn.
+    keep the transposed convolution's ``(4, 2, 3)`` as the last entry. Every output voxel
+    applies the same kernel to a field interpolated with fixed weights, whereas a stride-2
+    transposed convolution applies a different subset of its taps to each voxel parity and
+    can learn a checkerboard that the 2D critic, seeing slices, does not penalise enough.
 
 Tiling stays exact with the resize stage: the voxels that depend on the clamped border of
 the upsampling (one per side) are exactly the ones the convolution's valid window and the
