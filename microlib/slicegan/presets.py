@@ -20,14 +20,16 @@
     fractions swung by up to 4 points between 300 and 500 iterations.)
 ``demo``
     Cheaper per iteration (16-64-32-16-nc, critic 16-32-64, 2 critic iterations, small
-    batches) so several entries train in the offline demo's minutes: ~0.2 s per iteration
-    on one core, 450 iterations. Its generator ends in a resize-convolution
+    batches) so several entries train in the offline demo's minutes: 450 iterations, ~100 s
+    on an idle core (~300 s on a busy shared one). Its generator ends in a resize-convolution
     (``g_output_stage="resize"``, below) and trains with Adam 5e-4 on a cosine schedule down
     to 5 % and a weight EMA (decay 0.99). Measured on the three-phase demo image 008 after
     300 iterations (phase-fraction error in points / surface-area error / 3D anisotropy /
     checkerboard ratio of 3D volume vs 2D image): the transposed-convolution output stage
     gave 6.6 / 362 % / 1.95 / 0.161 vs 0.024, the resize stage 3.9 / 1.7 % / 1.09 / 0.025 vs
     0.024; on the two-phase image 003 after 450 iterations with the EMA, 3.0 / 4.9 % / 1.20.
+    This preset on 008 (450 iterations, seed 0, a 128^3 volume): 5.0 / 6.1 % / 1.35 /
+    0.0060 vs 0.0056 (``microlib validate``, no flags).
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib
