@@ -10,6 +10,7 @@ import torch
 from microlib.cli import main
 from microlib.errors import MicrolibError
 from microlib.generate import (
+    activation_bytes,
     choose_tile,
     fused_generator,
     generate_to_tif,
@@ -40,7 +41,7 @@ def make_params(image_type="nphase", nc=3, preset="tiny", name="microstructure04
         df=p.df(nc),
         lz=p.lz,
         l=p.l,
-        **kw,
+        **{"g_output_stage": p.g_output_stage, **kw},
     )
 
 
@@ -54,6 +55,11 @@ def make_net(params, seed=0):
             bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
             bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             bn.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+        if net.output_stage == "resize":
+            # zero-mean kernels: the smooth upsampled features would let one phase win
+            # everywhere at random init, and a one-phase volume tests nothing
+            w = net.convs[-1].weight
+            w -= w.mean(dim=(2, 3, 4), keepdim=True)
     return net.eval().requires_grad_(False)
 
 
@@ -120,6 +126,46 @@ def test_tiled_equals_untiled(kind, nc):
     assert not np.array_equal(synthesise(net, params, size, seed=4), whole)
 
 
+@pytest.mark.parametrize("kind,nc", [("nphase", 3), ("grayscale", 1)])
+def test_resize_stage_tiled_equals_untiled(kind, nc):
+    params = make_params(kind, nc, preset="demo")
+    net = make_net(params)
+    assert net.output_stage == "resize"
+    size = (70, 50, 90)
+    whole = synthesise(net, params, size, seed=3)
+    assert whole.shape == size
+    if kind == "nphase":
+        assert len(np.unique(whole)) > 1
+    for tile in (16, (32, 16, 48), 48):
+        assert_same_volume(synthesise(net, params, size, seed=3, tile=tile), whole, kind)
+    # the upsampled hidden features count in the tile budget: a memory-sized tile fits it
+    plan = plan_generation(params, size)
+    trans = make_net(make_params(kind, nc, preset="demo", g_output_stage="transpose"))
+    lat = [c + plan.geometry.halo for c in (5, 4, 6)]
+    assert activation_bytes(net, lat) > 4 * activation_bytes(trans, lat)
+    cells = choose_tile(net, plan, budget_bytes=3_000_000)
+    assert cells != tuple(-(-n // 16) for n in size)
+    assert_same_volume(synthesise(net, params, size, seed=3, tile=[16 * c for c in cells]), whole)
+
+
+def test_resize_stage_loads_from_params_json_only(tmp_path, capsys):
+    params = make_params(preset="demo", voxel_size_um=2.0)
+    net = make_net(params)
+    save_model(tmp_path / "m", params, net)
+    g, p = load_generator(tmp_path / "m")
+    assert p == params and g.output_stage == "resize"
+    assert np.array_equal(synthesise(g, p, 40, seed=1), synthesise(net, params, 40, seed=1))
+    # _params.data cannot describe the stage: without the json the load is refused
+    save_model(tmp_path / "orig", params, net, json_too=False)
+    with pytest.raises(MicrolibError, match="resize-convolution stage.*_params.json"):
+        load_generator(tmp_path / "orig", image_type="nphase")
+    out = tmp_path / "v.tif"
+    args = ["generate", str(tmp_path / "orig"), "--size", "32", "--out", str(out)]
+    assert main([*args, "--image-type", "nphase"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resize-convolution stage" in err[0]
+
+
 def test_tiles_chosen_from_a_memory_budget_and_streamed(tmp_path):
     params = make_params(voxel_size_um=0.5, phase_grey_values=[1.0, 2.0, 3.0])
     net = make_net(params)
@@ -166,10 +212,11 @@ def _logits(net, z):
         return FusedGenerator(net)(z)[0]
 
 
-def test_periodic_volume_has_no_seam():
+@pytest.mark.parametrize("preset", ["tiny", "demo"])
+def test_periodic_volume_has_no_seam(preset):
     """Tiling the periodic volume twice along z equals generating twice as long from the
-    periodic latent: no seam, exactly."""
-    params = make_params()
+    periodic latent: no seam, exactly (transposed and resize output stages)."""
+    params = make_params(preset=preset)
     net = make_net(params)
     vol = synthesise(net, params, (64, 48, 48), seed=5, periodic="z")
     plan = plan_generation(params, (64, 48, 48), periodic="z")

@@ -41,10 +41,10 @@ class OriginalLayoutGenerator(nn.Module):
         return torch.softmax(self.convs[-1](x), 1)
 
 
-def _net(preset="tiny", nc=3, final="softmax", seed=0):
+def _net(preset="tiny", nc=3, final="softmax", seed=0, stage=None):
     p = get_preset(preset)
     torch.manual_seed(seed)
-    return Generator(p.gk, p.gs, p.gp, p.gf(nc), final=final)
+    return Generator(p.gk, p.gs, p.gp, p.gf(nc), final, output_stage=stage or p.g_output_stage)
 
 
 def _randomise_bn(net, seed=1):
@@ -214,3 +214,66 @@ def test_latent_slab_gives_exactly_the_global_output():
             assert part.shape[2] == 32 * (m - 2)
             ref = whole[:, :, 32 * a : 32 * a + 32 * (m - 2)]
             assert torch.allclose(part, ref, atol=1e-5), (a, m)
+
+
+# ----------------------------------------------------------------------------- resize stage
+
+
+@pytest.mark.parametrize("preset", ["demo", "tiny", "microlib"])
+def test_resize_stage_makes_the_transposed_stage_sizes(preset):
+    trans, resize = _net(preset, stage="transpose"), _net(preset, stage="resize")
+    assert isinstance(resize.convs[-1], nn.Conv3d)
+    assert resize.convs[-1].weight.shape == (3, resize.gf[-2], 3, 3, 3)
+    # same keys (convs.{i}, bns.{i}): only the last weight's shape differs
+    assert set(resize.state_dict()) == set(trans.state_dict())
+    lats = [(3, 3, 3), (4, 5, 3), (6, 4, 7)] if preset != "microlib" else [(3, 4, 3)]
+    with torch.no_grad():
+        for lat in lats:
+            z = torch.randn(1, resize.nz, *lat)
+            a, b = trans.eval()(z), resize.eval()(z)
+            assert a.shape == b.shape
+            assert list(b.shape[2:]) == [resize.output_size(n) for n in lat]
+            assert torch.allclose(b.sum(1), torch.ones_like(b[:, 0]), atol=1e-5)
+
+
+def test_resize_stage_needs_a_2n_minus_4_last_entry():
+    t = get_preset("tiny")
+    with pytest.raises(MicrolibError, match="k - 2p = -2"):
+        Generator(t.gk, t.gs, (2, 2, 2, 2), t.gf(2), output_stage="resize", check_rules=False)
+    with pytest.raises(MicrolibError, match="unknown generator output stage 'nearest'"):
+        Generator(t.gk, t.gs, t.gp, t.gf(2), output_stage="nearest")
+
+
+def test_resize_stage_folds_and_tiles_exactly():
+    """BN folding leaves the resize convolution as it is, and a latent slab [a, a+m) still
+    yields exactly the global output [16a, 16a + 16(m-2)) (same geometry as the transposed
+    stage): the wider receptive field of the last stage stays inside the slab."""
+    net = _net("demo", nc=3).eval()
+    _randomise_bn(net)
+    p = get_preset("demo")
+    geo = generator_geometry(p.gk, p.gs, p.gp)
+    assert (geo.stride, geo.trim, geo.halo, geo.exact_tiles) == (16, 32, 2, True)
+    fused = FusedGenerator(net)
+    assert fused.output_stage == "resize" and isinstance(fused.convs[-1], nn.Conv3d)
+    z = torch.randn(1, 16, 8, 3, 4)
+    with torch.no_grad():
+        whole = net(z, activate=False)
+        assert torch.allclose(fused(z), whole, atol=1e-5)
+        for a, m in [(0, 3), (1, 3), (2, 4), (3, 5), (5, 3)]:
+            part = net(z[:, :, a : a + m], activate=False)
+            assert part.shape[2] == 16 * (m - 2)
+            assert torch.allclose(part, whole[:, :, 16 * a : 16 * a + 16 * (m - 2)], atol=1e-5)
+
+
+def test_resize_weights_in_a_transposed_net_are_named():
+    """What loading a resize-stage _Gen.pt with only the original _params.data comes to."""
+    resize = _net("demo", nc=3)
+    trans = _net("demo", nc=3, stage="transpose")
+    sd = generator_state_for_original(resize)
+    with pytest.raises(MicrolibError, match="resize-convolution stage.*_params.json"):
+        load_generator_state(trans, sd, entry="m1")
+    again = _net("demo", nc=3, seed=4)
+    load_generator_state(again, sd)
+    z = torch.randn(1, 16, 4, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(z), resize.eval()(z))

@@ -51,7 +51,7 @@ def _params(name="microstructure237", image_type="nphase", nc=3, preset="tiny", 
         df=p.df(nc),
         lz=p.lz,
         l=p.l,
-        **kw,
+        **{"g_output_stage": p.g_output_stage, **kw},
     )
 
 
@@ -168,6 +168,23 @@ def test_params_json_round_trip(tmp_path):
         ModelParams.from_json({**d, "format_version": 99})
     with pytest.raises(MicrolibError, match="colour generator must have 3"):
         _params(image_type="colour", nc=2)
+
+
+def test_params_json_records_the_resize_stage(tmp_path):
+    p = _params(preset="demo", training={"preset": "demo"})
+    d = p.to_json()
+    assert d["g_output_stage"] == "resize" and d["format_version"] == 2
+    assert d["size_formula"] == "16*(lf-2)"  # the resize stage keeps the sizes
+    q = ModelParams.from_json(d)
+    assert q == p and q.build_generator().output_stage == "resize"
+    # a version-1 file (no field) is a transposed-stage model
+    old = {k: v for k, v in _params().to_json().items() if k != "g_output_stage"}
+    assert ModelParams.from_json(old).g_output_stage == "transpose"
+    write_json(tmp_path / "microstructure237_params.json", d)
+    write_params_data(tmp_path / "microstructure237_params.data", p.original_layers())
+    assert load_model_params(tmp_path) == p  # json and data agree on the layer lists
+    with pytest.raises(MicrolibError, match="unknown generator output stage"):
+        ModelParams.from_json({**d, "g_output_stage": "pixelshuffle"}, entry="x")
 
 
 def test_load_model_params_original_dir_needs_image_type(tmp_path):

@@ -1,5 +1,7 @@
 """SliceGAN engine: networks, presets, model-file formats (original and ours) and the
-latent planning / tile sizing of generation (:mod:`microlib.slicegan.plan`).
+latent planning / tile sizing of generation (:mod:`microlib.slicegan.plan`); the
+generator's output stages (transposed or resize convolution) are in
+:mod:`microlib.slicegan.stages`.
 
 Training lives in :mod:`microlib.train`, generation in :mod:`microlib.generate`.
 """
@@ -29,9 +31,11 @@ from microlib.slicegan.params import (
     write_params_data,
 )
 from microlib.slicegan.presets import PRESETS, Preset, get_preset
+from microlib.slicegan.stages import OUTPUT_STAGES
 
 __all__ = [
     "IMAGE_TYPES",
+    "OUTPUT_STAGES",
     "PRESETS",
     "Critic",
     "FusedGenerator",

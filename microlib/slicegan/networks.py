@@ -1,5 +1,9 @@
 """SliceGAN networks: the 3D transposed-convolution generator and the 2D critic.
 
+The generator's last layer is a transposed convolution (SliceGAN) or a resize-convolution
+(:mod:`microlib.slicegan.stages`), chosen by ``output_stage``; the layer lists and hence
+every size and tiling rule are the same for both.
+
 Module names follow the original SliceGAN code (``convs.{i}``, ``bns.{i}``) so state dicts
 move between this package and the original scripts; see :func:`generator_state_for_original`
 and :func:`load_generator_state` for the one difference (the unused last BatchNorm).
@@ -21,6 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from microlib.errors import MicrolibError
+from microlib.slicegan.stages import (
+    check_output_stage,
+    holds_resize_stage,
+    resize_conv,
+    resize_forward,
+)
 
 FINAL_ACTIVATIONS = ("softmax", "tanh")
 
@@ -189,6 +199,10 @@ class Generator(nn.Module):
     check_rules : bool
         Enforce the paper's transposed-convolution rules (default). Only turn this off to
         load a historical generator that breaks them.
+    output_stage : {'transpose', 'resize'}
+        Last layer: a transposed convolution (SliceGAN), or a resize-convolution that
+        makes the same ``2 n - 4`` voxels (:mod:`microlib.slicegan.stages`; the last
+        ``gk/gs/gp`` entry must then be such a k4 s2 p3 equivalent).
 
     Notes
     -----
@@ -205,9 +219,11 @@ class Generator(nn.Module):
         gf: Sequence[int],
         final: str = "softmax",
         check_rules: bool = True,
+        output_stage: str = "transpose",
     ):
         super().__init__()
         gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
+        check_output_stage(output_stage, gk[-1], gs[-1], gp[-1])
         n = len(gk)
         if final not in FINAL_ACTIVATIONS:
             raise MicrolibError(f"unknown output activation {final!r} (use softmax or tanh)")
@@ -215,9 +231,13 @@ class Generator(nn.Module):
             for i, (k, s, p) in enumerate(zip(gk, gs, gp, strict=True)):
                 check_transpose_conv_rules(k, s, p, layer=i)
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
+        self.output_stage = output_stage
         self.convs = nn.ModuleList(
             nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
         )
+        if output_stage == "resize":
+            # same module index, so state-dict keys stay convs.{i} / bns.{i}
+            self.convs[-1] = resize_conv(gf[-2], gf[-1])
         self.bns = nn.ModuleList(nn.BatchNorm3d(gf[i + 1]) for i in range(n - 1))
 
     @property
@@ -237,10 +257,15 @@ class Generator(nn.Module):
         for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
             # in place, as the original: BatchNorm's backward does not need its output
             x = F.relu_(bn(conv(x)))
-        x = self.convs[-1](x)
+        x = last_stage(x, self.convs[-1], self.output_stage)
         if not activate:
             return x
         return activate_output(x, self.final)
+
+
+def last_stage(x: torch.Tensor, conv: nn.Module, output_stage: str) -> torch.Tensor:
+    """Apply the generator's last layer ``conv`` as a transposed or resize stage."""
+    return resize_forward(x, conv) if output_stage == "resize" else conv(x)
 
 
 def activate_output(x: torch.Tensor, final: str) -> torch.Tensor:
@@ -282,19 +307,21 @@ class FusedGenerator(nn.Module):
 
     Eval-mode BatchNorm is an affine map per channel, so folding it is exact up to float
     rounding; it saves one full-size activation per layer (memory) and one pass over it
-    (time) when generating large volumes. Returns raw logits (no output activation).
+    (time) when generating large volumes. Returns raw logits (no output activation). A
+    resize output stage has no BatchNorm after it: its convolution is copied as it is.
     """
 
     def __init__(self, gen: Generator):
         super().__init__()
         self.final = gen.final
+        self.output_stage = gen.output_stage
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
                 # built on the meta device and given the folded tensors directly: no random
                 # initialisation, no extra copy of weights that are replaced at once
                 with torch.device("meta"):
-                    new = nn.ConvTranspose3d(
+                    new = type(conv)(
                         conv.in_channels,
                         conv.out_channels,
                         conv.kernel_size,
@@ -321,7 +348,7 @@ class FusedGenerator(nn.Module):
         x = z
         for conv in self.convs[:-1]:
             x = F.relu_(conv(x))
-        return self.convs[-1](x)
+        return last_stage(x, self.convs[-1], self.output_stage)
 
 
 # --------------------------------------------------------------------------- CUDA flags
@@ -396,6 +423,12 @@ def load_generator_state(
     """
     sd = _strip_prefix(sd, ("module.", "_orig_mod."))
     last = len(gen.convs) - 1
+    if gen.output_stage == "transpose" and holds_resize_stage(sd, last, gen.gf):
+        raise MicrolibError(
+            "the weights end in a resize-convolution stage, which the original "
+            "_params.data cannot describe; load the model with its _params.json",
+            entry=entry,
+        )
     sd = {k: v for k, v in sd.items() if not k.startswith(f"bns.{last}.")}
     _load_strict(gen, sd, "generator", entry)
 

@@ -5,6 +5,11 @@ The original ``_params.data`` is a pickle of eight lists of ints in the order
 ``[dk, ds, df, dp, gk, gs, gf, gp]``. Pickles can execute code, so it is read with a
 restricted unpickler that only builds lists, tuples and ints. Weight files are read with
 ``torch.load(weights_only=True)``.
+
+A generator with a resize-convolution output stage (:mod:`microlib.slicegan.stages`) keeps
+the original layer lists, so ``_params.data`` is still written for it, but only
+``_params.json`` records the stage (``g_output_stage``, format version 2); its weights
+cannot be loaded from ``_params.data`` alone.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from microlib.slicegan.networks import (
     generator_geometry,
     generator_output_size,
 )
+from microlib.slicegan.stages import check_output_stage
 
 PARAMS_JSON_FORMAT = "microlib-slicegan-params"
-PARAMS_JSON_VERSION = 1
+# version 2 adds g_output_stage; files of transposed-stage models are still written as 1,
+# so older readers keep reading them, and refuse (version check) the ones they would misread
+PARAMS_JSON_VERSION = 2
 IMAGE_TYPES = ("nphase", "grayscale", "colour")
 PARAMS_DATA_ORDER = ("dk", "ds", "df", "dp", "gk", "gs", "gf", "gp")
 _MAX_PARAMS_BYTES = 1 << 16  # the real files are ~140 bytes; refuse anything silly
@@ -178,8 +186,10 @@ class ModelParams:
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    g_output_stage: str = "transpose"
 
     def __post_init__(self) -> None:
+        check_output_stage(self.g_output_stage, self.gk[-1], self.gs[-1], self.gp[-1], self.name)
         if self.image_type not in IMAGE_TYPES:
             raise MicrolibError(
                 f"image type {self.image_type!r} is not one of {', '.join(IMAGE_TYPES)}",
@@ -279,7 +289,7 @@ class ModelParams:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": PARAMS_JSON_FORMAT,
-            "format_version": PARAMS_JSON_VERSION,
+            "format_version": 1 if self.g_output_stage == "transpose" else 2,
             "name": self.name,
             "image_type": self.image_type,
             "data_type": self.data_type,
@@ -290,6 +300,7 @@ class ModelParams:
             "phase_grey_values": self.phase_grey_values,
             "voxel_size_um": self.voxel_size_um,
             "size_formula": self.output_size_formula(),
+            "g_output_stage": self.g_output_stage,
             "layers": {
                 "gk": self.gk,
                 "gs": self.gs,
@@ -342,6 +353,7 @@ class ModelParams:
                 source=dict(d.get("source") or {}),
                 versions=dict(d.get("versions") or {}),
                 finished=bool(d.get("finished")),
+                g_output_stage=str(d.get("g_output_stage", "transpose")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(
@@ -350,7 +362,13 @@ class ModelParams:
 
     def build_generator(self, check_rules: bool = True) -> Generator:
         return Generator(
-            self.gk, self.gs, self.gp, self.gf, final=self.final, check_rules=check_rules
+            self.gk,
+            self.gs,
+            self.gp,
+            self.gf,
+            final=self.final,
+            check_rules=check_rules,
+            output_stage=self.g_output_stage,
         )
 
     def build_critic(self) -> Critic:

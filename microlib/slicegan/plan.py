@@ -7,6 +7,10 @@ inputs; a slab of latent cells ``[a, a + m)`` therefore yields exactly the until
 decoding are pointwise). Neighbouring tiles share ``halo`` latent cells (2 for the standard
 nets) and write non-overlapping output blocks.
 
+The resize output stage (:mod:`microlib.slicegan.stages`) keeps this: it has the same
+output size and no output voxel of it reads a border value, so a slab is exact with the same
+``halo``.
+
 Periodicity: an output block of ``stride`` voxels depends on ``halo + 1`` consecutive
 latent cells, so a latent that repeats with period ``P`` cells gives an output that
 repeats with period ``stride * P`` voxels. Along a periodic axis we draw ``P`` cells, append
@@ -36,6 +40,7 @@ from microlib.slicegan.networks import (
     generator_geometry,
 )
 from microlib.slicegan.params import ModelParams
+from microlib.slicegan.stages import resize_sizes
 
 _BYTES_PER_FLOAT = 4
 # peak memory / (largest input + output activation pair), used only to size tiles so it
@@ -208,13 +213,21 @@ def make_latent(plan: GenerationPlan, nz: int, seed: int = 0) -> torch.Tensor:
 def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> int:
     """The largest (input + output) float32 activation pair of a forward pass, in bytes."""
     convs = list(net.convs)
+    resize = getattr(net, "output_stage", "transpose") == "resize"
     sizes = [list(latent)]
-    for conv in convs:
+    chans = [convs[0].in_channels]
+    for i, conv in enumerate(convs):
+        if resize and i == len(convs) - 1:
+            # the upsampled hidden features (8x the cells, hidden channels) dominate
+            up, out = resize_sizes(sizes[-1])
+            sizes += [up, out]
+            chans += [conv.in_channels, conv.out_channels]
+            continue
         k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
         sizes.append([conv_transpose_size(n, k, s, p) for n in sizes[-1]])
-    chans = [convs[0].in_channels] + [c.out_channels for c in convs]
+        chans.append(conv.out_channels)
     elems = [c * math.prod(sz) for c, sz in zip(chans, sizes, strict=True)]
-    peak = max(elems[i] + elems[i + 1] for i in range(len(convs)))
+    peak = max(elems[i] + elems[i + 1] for i in range(len(elems) - 1))
     return int(peak * _BYTES_PER_FLOAT)
 
 

@@ -141,6 +141,8 @@ def write_model_files(
         },
         versions=versions(),
         finished=True,
+        g_output_stage=preset.g_output_stage,
     )
+    # written for the layer lists even for a resize stage; only params.json records that
     write_params_data(out / f"{name}_params.data", params.original_layers())
     return params

@@ -1,0 +1,83 @@
+"""Generator output stages: how the last layer turns hidden features into the output volume.
+
+``transpose``
+    SliceGAN's own last layer, a transposed convolution (k4 s2 p3 in the standard nets).
+``resize``
+    A resize-convolution: trilinear x2 upsampling (``align_corners=False``), a k3 s1 p0
+    convolution without bias, and a crop of one voxel per side. For ``n`` input cells it
+    returns ``2 n - 4`` voxels, as the k4 s2 p3 transposed convolution it replaces, so the
+    layer lists (and with them the output-size formula, the tiling geometry and the critic)
+    keep the transposed convolution's ``(4, 2, 3)`` as the last entry. Every output voxel
+    applies the same kernel to a field interpolated with fixed weights, whereas a stride-2
+    transposed convolution applies a different subset of its taps to each voxel parity and
+    can learn a checkerboard that the 2D critic, seeing slices, does not penalise enough.
+
+Tiling stays exact with the resize stage: the voxels that depend on the clamped border of
+the upsampling (one per side) are exactly the ones the convolution's valid window and the
+crop remove, and output voxel ``j`` reads input cells ``floor(j / 2)`` to
+``floor(j / 2) + 2``, all inside the ``n`` cells a tile hands the stage. Hence a latent slab
+still yields exactly the untiled output over the same global voxels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microlib.errors import MicrolibError
+
+OUTPUT_STAGES = ("transpose", "resize")
+RESIZE_KERNEL = 3
+# the transposed convolution whose output size the resize stage reproduces: 2 n - 4
+RESIZE_EQUIVALENT = (4, 2, 3)
+
+
+def check_output_stage(stage: str, k: int, s: int, p: int, entry: str | None = None) -> None:
+    """Check an output stage name against the last ``(k, s, p)`` entry of the layer lists.
+
+    Raises
+    ------
+    MicrolibError
+        For an unknown stage, or a resize stage whose last entry is not the ``2 n - 4``
+        transposed convolution it stands in for.
+    """
+    if stage not in OUTPUT_STAGES:
+        raise MicrolibError(
+            f"unknown generator output stage {stage!r} (use {' or '.join(OUTPUT_STAGES)})",
+            entry=entry,
+        )
+    if stage == "resize" and (s != 2 or k - 2 * p != -2):
+        raise MicrolibError(
+            "the resize output stage makes 2n-4 voxels from n cells; the last generator "
+            f"layer entry must have stride 2 and k - 2p = -2, e.g. (k=4, s=2, p=3), "
+            f"not (k={k}, s={s}, p={p})",
+            entry=entry,
+        )
+
+
+def resize_conv(gf_in: int, nc: int) -> nn.Conv3d:
+    """The resize stage's convolution (its weight is ``(nc, gf_in, 3, 3, 3)``)."""
+    return nn.Conv3d(gf_in, nc, RESIZE_KERNEL, 1, 0, bias=False)
+
+
+def resize_forward(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """Upsample x2 (trilinear), convolve (valid), crop one voxel per side: ``n -> 2 n - 4``."""
+    x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
+    return conv(x)[:, :, 1:-1, 1:-1, 1:-1]
+
+
+def resize_sizes(n: Sequence[int]) -> tuple[list[int], list[int]]:
+    """Sizes inside the resize stage for input sizes ``n``: (upsampled, convolved)."""
+    up = [2 * int(v) for v in n]
+    return up, [v - RESIZE_KERNEL + 1 for v in up]
+
+
+def holds_resize_stage(sd: Mapping[str, torch.Tensor], last: int, gf: Sequence[int]) -> bool:
+    """Whether a generator state dict's last weight is a resize stage's
+    ``(nc, gf[-2], 3, 3, 3)`` (a transposed convolution's is ``(gf[-2], nc, k, k, k)``)."""
+    w = sd.get(f"convs.{last}.weight")
+    shape = (int(gf[-1]), int(gf[-2])) + (RESIZE_KERNEL,) * 3
+    return w is not None and tuple(w.shape) == shape
