@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         df=preset.df(nc),
         lz=preset.lz,
         l=preset.l,
+        g_output_stage=preset.g_output_stage,
     )
     torch.manual_seed(0)
     net = params.build_generator().eval().requires_grad_(False).to(device)
