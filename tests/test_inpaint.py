@@ -117,7 +117,7 @@ def test_infer_data_type():
 # --------------------------------------------------------------------------- contracts
 
 
-@pytest.mark.parametrize("method", ["telea", "gan"])
+@pytest.mark.parametrize("method", ["telea", "gan", "exemplar", "ns", "biharmonic"])
 def test_outside_mask_identical_and_labels_valid(method):
     img = texture((96, 112), n_phases=3, seed=1)
     mask = bar_mask(img.shape, y=70, h=6, x0=20, x1=90)
@@ -144,7 +144,7 @@ def test_grey_and_colour_keep_outside_pixels(data_type):
     if data_type == "colour":
         img = np.stack([img, 255 - img, img // 2], axis=-1)
     mask = bar_mask(img.shape[:2], y=60, h=5, x0=10, x1=70)
-    for method in ("telea", "gan"):
+    for method in ("telea", "gan", "exemplar", "ns", "biharmonic"):
         out, _ = ip.inpaint(
             img,
             mask,
@@ -164,17 +164,17 @@ def test_empty_mask_is_a_copy():
     img = texture((64, 64))
     out, info = ip.inpaint(img, np.zeros((64, 64), np.uint8), data_type="twophase", n_phases=2)
     np.testing.assert_array_equal(out, img)
-    assert info == {"method": "none", "masked_pixels": 0}
+    assert info == {"method": "none", "requested": "auto", "masked_pixels": 0}
 
 
 def test_gan_is_deterministic_on_cpu_for_a_seed():
     img = texture((96, 96), seed=4)
     mask = bar_mask(img.shape, y=60, h=6, x0=10, x1=80)
-    a, ia = ip.inpaint(img, mask, data_type="twophase", n_phases=2, seed=7, **FAST)
-    b, ib = ip.inpaint(img, mask, data_type="twophase", n_phases=2, seed=7, **FAST)
+    a, ia = ip.inpaint(img, mask, data_type="twophase", n_phases=2, method="gan", seed=7, **FAST)
+    b, ib = ip.inpaint(img, mask, data_type="twophase", n_phases=2, method="gan", seed=7, **FAST)
     np.testing.assert_array_equal(a, b)
     assert ia["training"]["wasserstein"] == ib["training"]["wasserstein"]
-    c, _ = ip.inpaint(img, mask, data_type="twophase", n_phases=2, seed=8, **FAST)
+    c, _ = ip.inpaint(img, mask, data_type="twophase", n_phases=2, method="gan", seed=8, **FAST)
     assert not np.array_equal(a[mask], c[mask])  # the seed matters
 
 
@@ -294,6 +294,8 @@ def test_cli_keeps_metadata_and_outside_pixels(tmp_path):
             "16",
             "--seed",
             "3",
+            "--method",
+            "gan",
         ]
     )
     assert rc == 0
@@ -303,6 +305,7 @@ def test_cli_keeps_metadata_and_outside_pixels(tmp_path):
     assert {k: meta[k] for k in META} == META
     rec = meta["inpaint"]
     assert rec["method"] == "gan" and rec["iterations"] == 4 and rec["opt_steps"] == 4
+    assert meta["inpaint_method"] == "gan" and rec["requested"] == "gan"
     assert rec["masked_pixels"] == int(mask.sum()) and rec["seed"] == 3 and rec["regions"] == 1
     assert not list(out.parent.glob(".*.part"))  # atomic write left no temp file
 
@@ -323,18 +326,18 @@ def test_cli_falls_back_to_telea_when_no_patch_fits(tmp_path, capsys):
     mask = bar_mask(img.shape, y=10, h=4, x0=10, x1=60)
     seg, msk = _write_inputs(tmp_path, img, mask)
     out = tmp_path / "training" / "microstructure042.png"
-    assert main(["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out)]) == 0
+    cmd = ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--method"]
+    assert main([*cmd, "gan"]) == 0
     rec = mio.read_png_meta(out)["inpaint"]
     assert (
         rec["method"] == "telea"
         and rec["requested"] == "gan"
+        and rec["fallback_from"] == "gan"
         and "avoids the mask" in rec["fallback_reason"]
     )
     np.testing.assert_array_equal(mio.read_image(out)[~mask], img[~mask])
     out.unlink()
-    rc = main(
-        ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out), "--no-fallback"]
-    )
+    rc = main([*cmd, "gan", "--no-fallback"])
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert (
@@ -456,3 +459,138 @@ def test_one_device_policy_auto_falls_back_explicit_cuda_refused(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(MicrolibError, match="unknown device"):
         resolve_device("tpu")
+
+
+# --------------------------------------------------------------------------- method choice
+
+
+def tiled(shape=(120, 150), period=(20, 24), seed=0, grey=False) -> np.ndarray:
+    """A texture tiled with a fixed period: every hidden block also occurs unmasked."""
+    rng = np.random.default_rng(seed)
+    f = ndimage.gaussian_filter(rng.standard_normal(period), 1.5, mode="wrap")
+    tile = (
+        np.clip(f / f.std() * 50 + 128, 0, 255).astype(np.uint8)
+        if grey
+        else (f > 0).astype(np.uint8)
+    )
+    reps = (-(-shape[0] // period[0]), -(-shape[1] // period[1]))
+    return np.tile(tile, reps)[: shape[0], : shape[1]]
+
+
+@pytest.mark.parametrize("data_type", ["twophase", "threephase", "nphase", "grayscale", "colour"])
+def test_auto_resolves_to_the_per_type_default(data_type):
+    n = {"twophase": 2, "threephase": 3, "nphase": 4, "grayscale": 1, "colour": 3}[data_type]
+    if data_type in ip.NPHASE_TYPES:
+        img = texture((64, 80), n_phases=n, seed=3)
+    else:
+        img = (texture((64, 80), seed=3) * 150 + 50).astype(np.uint8)
+        if data_type == "colour":
+            img = np.stack([img, img // 2, 255 - img], axis=-1)
+    mask = bar_mask((64, 80), y=50, h=4, x0=10, x1=60)
+    assert ip.resolve_method("auto", data_type) == ip.AUTO_METHOD[data_type]
+    out, info = ip.inpaint(img, mask, data_type=data_type, n_phases=n)
+    assert info["method"] == ip.AUTO_METHOD[data_type] and info["requested"] == "auto"
+    np.testing.assert_array_equal(out[~mask], img[~mask])
+    with pytest.raises(MicrolibError, match="unknown in-painting method"):
+        ip.resolve_method("magic", data_type)
+
+
+def test_cli_auto_records_the_method_in_metadata(tmp_path):
+    img = texture((80, 96), seed=2)
+    mask = bar_mask(img.shape, y=60, h=5, x0=10, x1=70)
+    seg, msk = _write_inputs(tmp_path, img, mask)
+    out = tmp_path / "training" / "microstructure042.png"
+    cmd = ["inpaint", "--image", str(seg), "--mask", str(msk), "--out", str(out)]
+    assert main(cmd) == 0
+    meta = mio.read_png_meta(out)
+    assert meta["inpaint_method"] == ip.AUTO_METHOD["twophase"] == meta["inpaint"]["method"]
+    assert meta["inpaint"]["requested"] == "auto"
+    np.testing.assert_array_equal(mio.read_image(out)[~mask], img[~mask])
+    for method in ("telea", "ns", "biharmonic", "exemplar"):
+        assert main([*cmd, "--method", method]) == 0
+        meta = mio.read_png_meta(out)
+        assert meta["inpaint_method"] == method and meta["inpaint"]["requested"] == method
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_exemplar_recovers_a_periodic_texture_exactly(grey):
+    """Known answer: every hidden block of a tiled texture occurs elsewhere unmasked, so
+    the best-matching copy is the hidden truth itself."""
+    img = tiled(grey=grey, seed=1)
+    mask = bar_mask(img.shape, y=90, h=6, x0=20, x1=110)
+    dt = "grayscale" if grey else "twophase"
+    out, info = ip.inpaint(img, mask, data_type=dt, n_phases=1 if grey else 2, method="exemplar")
+    np.testing.assert_array_equal(out, img)
+    assert info["telea_regions"] == 0 and info["regions"][0]["source"] is not None
+
+
+def test_texture_measure_prefers_the_texture_copy_over_blur():
+    """On a fine two-phase texture and a fine grey texture under a wide bar, diffusion
+    fills come out smooth (too few interfaces, too little grey gradient); the texture
+    measures say so, and prefer the exemplar copy."""
+    lab = texture((160, 200), sigma=1.5, vf=0.5, seed=21)
+    grey = np.clip(
+        ndimage.gaussian_filter(np.random.default_rng(2).standard_normal((160, 200)), 1.2) * 120
+        + 128,
+        0,
+        255,
+    ).astype(np.uint8)
+    mask = bar_mask(lab.shape, y=120, h=14, x0=20, x1=180)
+    for img, dt, n, key in (
+        (lab, "twophase", 2, "interface_density"),
+        (grey, "grayscale", 1, "gradient"),
+    ):
+        truth = ip.region_statistics(img, mask, data_type=dt, n_phases=n)
+        err = {}
+        for method in ("exemplar", "telea", "ns", "biharmonic"):
+            out, _ = ip.inpaint(img, mask, data_type=dt, n_phases=n, method=method)
+            err[method] = ip.statistics_error(
+                ip.region_statistics(out, mask, data_type=dt, n_phases=n), truth
+            )[key]
+        assert min(err, key=err.get) == "exemplar", (dt, err)
+        # the blur is plain to see: every diffusion fill is at least 1.4 times as far off
+        assert all(err[m] > 1.4 * err["exemplar"] for m in ("telea", "ns", "biharmonic")), (dt, err)
+
+
+def test_exemplar_falls_back_to_telea_when_no_window_fits():
+    img = texture((40, 40))
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 2:38] = True  # no 20+ px tall window elsewhere avoids it
+    mask[::8, :] = True
+    out, info = ip.inpaint(img, mask, data_type="twophase", n_phases=2, method="exemplar")
+    np.testing.assert_array_equal(out[~mask], img[~mask])
+    assert info["telea_regions"] >= 1 and set(np.unique(out)) <= {0, 1}
+
+
+def test_rectangular_eligible_corners_match_brute_force():
+    m = np.zeros((30, 40), bool)
+    m[12:15, 5:30] = True
+    got = ip.eligible_corners(m, (8, 13))
+    want = [
+        (r, c)
+        for r in range(30 - 8 + 1)
+        for c in range(40 - 13 + 1)
+        if not m[r : r + 8, c : c + 13].any()
+    ]
+    assert [tuple(x) for x in got] == want
+
+
+def test_latent_fit_stops_early_but_reports_every_step():
+    img = texture((80, 80), seed=6)
+    mask = bar_mask(img.shape, y=40, h=6, x0=10, x1=70)
+    ch = ip.encode(img, "twophase", 2)
+    gen, _ = ip.train_patch_gan(
+        ch, mask, activation="softmax", iterations=4, critic_iters=1, batch_size=4, width=16
+    )
+    steps = []
+    out, fit = ip.optimise_latent(
+        gen,
+        ch[:, 24:56],
+        ~mask[24:56],
+        nz=ip.GAN_DEFAULTS["nz"],
+        opt_steps=500,
+        opt_restarts=1,
+        opt_patience=3,
+        progress=steps.append,
+    )
+    assert sum(steps) == 500 and len(steps) < 500 and np.isfinite(fit)

@@ -2,7 +2,10 @@
 
 Reads ``segmented/{id}.png`` (with its ``microlib`` metadata) and ``masks/{id}.png``,
 writes ``training/{name}.png``: pixels outside the mask byte-identical to the input,
-the input's metadata kept, plus an ``inpaint`` record of what was done.
+the input's metadata kept, plus ``inpaint_method`` (the method that filled the mask)
+and an ``inpaint`` record of what was done. ``--method auto`` (the default) picks the
+method per data type (:data:`microlib.inpaint.AUTO_METHOD`; the rule and its figures
+are in :mod:`microlib.inpaint`).
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="training/{name}.png")
     parser.add_argument(
         "--method",
-        choices=("gan", "telea"),
-        default="gan",
-        help="patch GAN (default) or OpenCV Telea (fast baseline)",
+        choices=ip.METHODS,
+        default="auto",
+        help="auto (default): the benchmark's winner for the image's data type; gan: patch "
+        "GAN; exemplar: best-matching copy from the image; telea/ns/biharmonic: diffusion",
     )
     parser.add_argument(
         "--device",
@@ -87,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=D["fraction_weight"],
         help="prior pulling the fill's phase fractions towards its context (0: off)",
     )
+    o.add_argument(
+        "--opt-patience",
+        type=int,
+        default=D["opt_patience"],
+        help="stop a latent fit after this many steps without 0.5 %% gain (0: never)",
+    )
     o.add_argument("--context", type=int, default=D["context"], help="known pixels around a region")
     o.add_argument(
         "--group-gap",
@@ -95,6 +105,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mask components closer than this are filled together",
     )
     parser.add_argument("--telea-radius", type=float, default=5.0)
+    E = ip.EXEMPLAR_DEFAULTS  # noqa: N806
+    e = parser.add_argument_group("exemplar")
+    e.add_argument(
+        "--exemplar-context",
+        type=int,
+        default=E["context"],
+        help="known pixels around a region the copied window must match",
+    )
+    e.add_argument(
+        "--exemplar-fraction-weight",
+        type=float,
+        default=E["fraction_weight"],
+        help="prior pulling the copy's phase fractions towards its context (0: off)",
+    )
 
 
 def _entry(meta: dict, out: Path) -> str:
@@ -197,10 +221,17 @@ def run(args: argparse.Namespace) -> int:
     )
 
     params = {k: getattr(args, k) for k in ip.GAN_DEFAULTS}
+    exemplar = {
+        "context": args.exemplar_context,
+        "fraction_weight": args.exemplar_fraction_weight,
+        "group_gap": args.group_gap,
+    }
     regions = len(ip.mask_regions(m, args.group_gap)) if n_masked else 0
     t0 = time.perf_counter()
     fallback_reason = None
-    method = args.method if n_masked else "none"
+    requested = ip.resolve_method(args.method, data_type)
+    method = requested if n_masked else "none"
+    log.info("%s: method %s resolves to %s for %s", entry, args.method, requested, data_type)
     if method == "gan":
         total = args.iterations + regions * args.opt_steps
         with tqdm(
@@ -237,8 +268,9 @@ def run(args: argparse.Namespace) -> int:
             m,
             data_type=data_type,
             n_phases=n_phases,
-            method=method,
+            method="telea" if method == "none" else method,
             telea_radius=args.telea_radius,
+            exemplar=exemplar,
         )
     seconds = time.perf_counter() - t0
 
@@ -248,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
 
     record = {
         "method": info["method"],
+        "requested": args.method,
         "masked_pixels": n_masked,
         "regions": regions,
         "seed": args.seed,
@@ -263,13 +296,26 @@ def run(args: argparse.Namespace) -> int:
             patches_eligible=info["training"]["patches_eligible"],
             context_mse=[r["context_mse"] for r in info["regions"]],
         )
-    elif info["method"] == "telea":
+    elif info["method"] in ("telea", "ns"):
         record.update(radius=args.telea_radius)
+    elif info["method"] == "exemplar":
+        record.update(
+            params=info["params"],
+            sources=[r["source"] for r in info["regions"]],
+            telea_regions=info["telea_regions"],
+        )
     if fallback_reason:
-        record.update(requested="gan", fallback_reason=fallback_reason)
-    out_meta = {**meta, "inpaint": record}
+        record.update(fallback_from="gan", fallback_reason=fallback_reason)
+    out_meta = {**meta, "inpaint_method": info["method"], "inpaint": record}
     if not meta:
         out_meta.update(data_type=data_type, n_phases=n_phases)
     mio.write_png(args.out, out, out_meta)
-    log.info("%s: wrote %s (%s, %.1f s)", entry, args.out, info["method"], seconds)
+    log.info(
+        "%s: wrote %s (inpaint_method %s, requested %s, %.1f s)",
+        entry,
+        args.out,
+        info["method"],
+        args.method,
+        seconds,
+    )
     return 0

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def eligible_corners(mask: np.ndarray, patch: int) -> np.ndarray:
+def eligible_corners(mask: np.ndarray, patch: int | tuple[int, int]) -> np.ndarray:
     """Top-left corners of ``patch x patch`` windows that contain no masked pixel.
 
     One integral image answers every window at once (the research code summed 4096
@@ -15,7 +15,8 @@ def eligible_corners(mask: np.ndarray, patch: int) -> np.ndarray:
     Parameters
     ----------
     mask : ndarray of bool, (H, W)
-    patch : int
+    patch : int or (int, int)
+        Window edge, or ``(height, width)`` of a rectangular window.
 
     Returns
     -------
@@ -24,11 +25,15 @@ def eligible_corners(mask: np.ndarray, patch: int) -> np.ndarray:
     """
     m = np.asarray(mask, dtype=bool)
     h, w = m.shape
-    if h < patch or w < patch:
+    ph, pw = (patch, patch) if np.isscalar(patch) else patch
+    ph, pw = int(ph), int(pw)
+    if h < ph or w < pw:
         return np.zeros((0, 2), dtype=np.int64)
     s = np.zeros((h + 1, w + 1), dtype=np.int64)
     s[1:, 1:] = np.cumsum(np.cumsum(m, axis=0, dtype=np.int64), axis=1)
-    window = s[patch:, patch:] - s[:-patch, patch:] - s[patch:, :-patch] + s[:-patch, :-patch]
+    window = (
+        s[ph:, pw:] - s[: h + 1 - ph, pw:] - s[ph:, : w + 1 - pw] + s[: h + 1 - ph, : w + 1 - pw]
+    )
     return np.argwhere(window == 0)
 
 

@@ -46,6 +46,7 @@ GAN_DEFAULTS: dict[str, Any] = {
     "opt_steps": 120,  # latent-optimisation steps per masked region
     "opt_lr": 0.05,
     "opt_restarts": 4,  # latents optimised side by side; the best fit is kept
+    "opt_patience": 40,  # stop the latent fit after this many steps without 0.5 % gain
     "fraction_weight": 1.0,  # prior: fill's phase fractions ~ those of its context window
     "context": 16,  # known pixels around a region that the latent must match
     "group_gap": 8,  # mask components closer than this are filled together
@@ -235,6 +236,7 @@ def optimise_latent(
     opt_lr: float = GAN_DEFAULTS["opt_lr"],
     opt_restarts: int = GAN_DEFAULTS["opt_restarts"],
     fraction_weight: float = GAN_DEFAULTS["fraction_weight"],
+    opt_patience: int = GAN_DEFAULTS["opt_patience"],
     seed: int = 0,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
@@ -259,6 +261,11 @@ def optimise_latent(
         An under-trained generator otherwise tends to fill a bar with its favourite
         feature; in one experiment (8 real MicroLib two-phase images, synthetic bars)
         weight 1 cut the filled region's phase-fraction error from 0.061 to 0.044.
+    opt_patience : int
+        Early stopping: the fit ends once the best loss (summed over the latents) has
+        not improved by 0.5 % for this many steps (0: always ``opt_steps``). The fit
+        usually flattens long before the real run's 400 steps, which were most of the
+        cost of a real-budget fill.
 
     Returns
     -------
@@ -290,7 +297,8 @@ def optimise_latent(
     try:
         if n_known > 0:
             opt = torch.optim.Adam([z], lr=opt_lr)
-            for _ in range(opt_steps):
+            best_loss, since = math.inf, 0
+            for step in range(opt_steps):
                 opt.zero_grad(set_to_none=True)  # gradients must not accumulate across steps
                 out = gen(z)[:, :, :h, :w]
                 err = (((out - tgt) ** 2).sum(1) * kn).sum((1, 2)) / n_known
@@ -301,10 +309,21 @@ def optimise_latent(
                 opt.step()  # exactly one step per iteration
                 if progress is not None:
                     progress(1)
+                if opt_patience:
+                    # one host sync per step: negligible next to the forward/backward
+                    loss = float(err.detach().sum())
+                    if loss < best_loss * 0.995:
+                        best_loss, since = loss, 0
+                    else:
+                        since += 1
+                    if since >= opt_patience:
+                        if progress is not None:
+                            progress(opt_steps - step - 1)
+                        break
         elif progress is not None:
             progress(opt_steps)
-        with torch.no_grad():
-            out = gen(z)[:, :, :h, :w]
+        with torch.inference_mode():
+            out = gen(z.detach())[:, :, :h, :w]
             err = (((out - tgt) ** 2).sum(1) * kn).sum((1, 2)) / max(n_known, 1.0)
             best = int(torch.argmin(err))
             fit = float(err[best]) if n_known > 0 else float("nan")
@@ -403,6 +422,7 @@ def inpaint_gan(
             opt_lr=p["opt_lr"],
             opt_restarts=p["opt_restarts"],
             fraction_weight=p["fraction_weight"],
+            opt_patience=p["opt_patience"],
             seed=seed + 1 + k,
             device=device,
             progress=progress,
