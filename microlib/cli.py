@@ -46,13 +46,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "microlib.commands.segment",
         "threshold into phase labels, write the scale-bar mask",
     ),
-    "inpaint": ("microlib.commands.inpaint", "fill the scale bar (per-type default method, or GAN / exemplar / diffusion)"),
+    "inpaint": (
+        "microlib.commands.inpaint",
+        "fill the scale bar (per-type default method, or GAN / exemplar / diffusion)",
+    ),
     "train": ("microlib.commands.train", "train a SliceGAN generator"),
     "generate": ("microlib.commands.generate", "synthesise a 3D volume from a trained generator"),
     "validate": ("microlib.commands.validate", "compare 2D training image and 3D volume metrics"),
     "media": ("microlib.commands.media", "previews and animations of an entry"),
     "package": ("microlib.commands.package", "assemble the MicroLib-style dataset and zip"),
-    "dataset": ("microlib.commands.dataset", "use a packaged dataset: fetch, list, show, extract, synthesise"),
+    "dataset": (
+        "microlib.commands.dataset",
+        "use a packaged dataset: fetch, list, show, extract, synthesise",
+    ),
     "bench": ("microlib.commands.bench", "benchmarks with ratios against in-run baselines"),
 }
 
