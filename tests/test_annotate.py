@@ -22,6 +22,7 @@ from microlib import annotate as A
 from microlib import demo_site
 from microlib.cli import main
 from microlib.errors import MicrolibError
+from microlib.annotate.illumination import trend_surface
 from microlib.io import read_image, read_json, write_json
 from microlib.segment import segment_image
 
@@ -653,7 +654,7 @@ def test_grayscale_exposure_passes_large_regions_of_different_grey():
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     grains = ((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).argmin(-1)
     img = rng.uniform(50, 210, 30)[grains] + 0.5 * (_fine_texture(shape, rng) - 128)
-    old_style = A.trend_surface(img, np.ones(shape, bool), 2, 32)
+    old_style = trend_surface(img, np.ones(shape, bool), 2, 32)
     # the polynomial does pick up a sizeable trend from the grains ...
     assert np.ptp(old_style) > 0.2 * np.ptp(img)
     filters, _ = _grey_verdict(img)

@@ -440,9 +440,11 @@ def bench_bars(root: Path, per_image: int, limit: int | None = None) -> dict[str
     errs = [r["len_err"] for r in rows if r["len_err"] is not None]
     rec = [r["recall"] for r in over]
     prec = [r["precision"] for r in over]
-    print(f"bars found {found}/{n} (overlay {sum(r['found'] for r in over)}/{len(over)}, band "
-          f"{sum(r['found'] for r in band)}/{len(band)}); band crop exact "
-          f"{sum(bool(r['crop_ok']) for r in band)}/{len(band)}")
+    print(
+        f"bars found {found}/{n} (overlay {sum(r['found'] for r in over)}/{len(over)}, band "
+        f"{sum(r['found'] for r in band)}/{len(band)}); band crop exact "
+        f"{sum(bool(r['crop_ok']) for r in band)}/{len(band)}"
+    )
     if errs:
         print(f"bar length error: mean {np.mean(errs):.2f} px, max {max(errs)} px")
     if over:
