@@ -20,9 +20,9 @@ from workflow_helpers import ROOT, snakemake, workflow_copy
 
 from microlib import annotate as A
 from microlib import demo_site
+from microlib.annotate.illumination import trend_surface
 from microlib.cli import main
 from microlib.errors import MicrolibError
-from microlib.annotate.illumination import trend_surface
 from microlib.io import read_image, read_json, write_json
 from microlib.segment import segment_image
 
