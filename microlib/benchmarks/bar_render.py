@@ -46,7 +46,8 @@ def available_fonts(limit: int = 6) -> list[str]:
 @dataclass(frozen=True)
 class BarStyle:
     """One rendering: font (path or :data:`BITMAP`), text size (px), bar grey level,
-    corner (``bl``, ``br``, ``tl``, ``tr``), ``overlay`` or ``band``, bar length as a
+    preferred corner (``bl``, ``br``, ``tl``, ``tr``; an overlay moves to the corner where
+    it reads best when the data there share its grey), ``overlay`` or ``band``, bar length as a
     fraction of the width and bar thickness (px)."""
 
     font: str
@@ -71,6 +72,38 @@ def _font(style: BarStyle) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.truetype(style.font, style.size)
 
 
+def _corner_origin(corner: str, shape: tuple[int, ...], margin: int, bw: int, bh: int):
+    h, w = shape[:2]
+    top = margin if corner.startswith("t") else h - margin - bh
+    left = margin if corner.endswith("l") else w - margin - bw
+    return top, left
+
+
+def _legible_placement(
+    img: np.ndarray, style: BarStyle, margin: int, bw: int, bh: int
+) -> tuple[int, int, int]:
+    """Where and in which grey a microscopist would put the bar: the style's corner and
+    grey unless the data there share the bar's grey (it would not read), then the corner
+    where fewest do; when the data share it everywhere (a black bar on a mostly black
+    image), the grey that reads best. Returns ``(top, left, grey)``."""
+    grey = img.astype(np.float64) if img.ndim == 2 else img[..., :3].astype(np.float64).mean(-1)
+
+    def same(corner: str, colour: int) -> float:
+        top, left = _corner_origin(corner, img.shape, margin, bw, bh)
+        region = grey[max(0, top) : top + bh, max(0, left) : left + bw]
+        return float((np.abs(region - colour) <= 40).mean()) if region.size else 1.0
+
+    corner, colour = style.corner, style.colour
+    if same(corner, colour) > 0.25:
+        corner = min(("bl", "br", "tl", "tr"), key=lambda c: same(c, colour))
+    if same(corner, colour) > 0.5:
+        corner, colour = min(
+            ((c, v) for c in ("bl", "br", "tl", "tr") for v in (0, 255)),
+            key=lambda cv: same(*cv),
+        )
+    return (*_corner_origin(corner, img.shape, margin, bw, bh), colour)
+
+
 def render(image: np.ndarray, style: BarStyle, label: str = "50 um") -> dict[str, Any]:
     """Draw a scale bar and label on ``image`` (uint8 grey or RGB).
 
@@ -78,7 +111,7 @@ def render(image: np.ndarray, style: BarStyle, label: str = "50 um") -> dict[str
     -------
     dict
         ``image`` (uint8, same channels), ``truth`` (bool, alpha > 0), ``bar_box``,
-        ``length_px``, ``data_box`` (the micrograph inside the output, ``[x0, y0, x1, y1]``).
+        ``length_px``, ``colour`` (the grey drawn), ``data_box`` (the micrograph inside the output, ``[x0, y0, x1, y1]``).
     """
     img = np.asarray(image)
     h, w = img.shape[:2]
@@ -90,6 +123,7 @@ def render(image: np.ndarray, style: BarStyle, label: str = "50 um") -> dict[str
     gap = max(3, th // 3)
     block_w, block_h = max(bar_len, tw), th + gap + style.thickness
     margin = max(8, int(0.03 * min(h, w)))
+    colour = style.colour
     if style.style == "band":
         band_h = block_h + 2 * margin
         out_h = h + band_h
@@ -97,8 +131,7 @@ def render(image: np.ndarray, style: BarStyle, label: str = "50 um") -> dict[str
         left = margin if style.corner.endswith("l") else w - margin - block_w
     else:
         out_h = h
-        top = margin if style.corner.startswith("t") else h - margin - block_h
-        left = margin if style.corner.endswith("l") else w - margin - block_w
+        top, left, colour = _legible_placement(img, style, margin, block_w, block_h)
     alpha = Image.new("L", (w, out_h), 0)
     d = ImageDraw.Draw(alpha)
     bx0 = left + (block_w - bar_len) // 2
@@ -117,13 +150,14 @@ def render(image: np.ndarray, style: BarStyle, label: str = "50 um") -> dict[str
         base = canvas
     if base.ndim == 3:
         a = a[..., None]
-    out = np.clip(np.round(base * (1 - a) + float(style.colour) * a), 0, 255).astype(np.uint8)
+    out = np.clip(np.round(base * (1 - a) + float(colour) * a), 0, 255).astype(np.uint8)
     truth = np.asarray(alpha) > 0
     return {
         "image": out,
         "truth": truth,
         "bar_box": [int(bx0), int(by0), int(bx0 + bar_len), int(by0 + style.thickness)],
         "length_px": int(bar_len),
+        "colour": int(colour),
         "data_box": [0, 0, int(w), int(h)],
     }
 
