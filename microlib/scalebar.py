@@ -21,6 +21,9 @@ from microlib.image import clip_box, to_grey
 # grey distance within which a drawn pixel counts as the bar's own colour (a bar or a
 # glyph's fully covered pixels; JPEG moves them by a few levels)
 CORE_TOL = 12.0
+# the label's glyph pieces grow by up to this many px into pixels within two tolerances
+# of the bar colour (bounded hysteresis, as in Canny's edge linking)
+LABEL_GROW = 2
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
@@ -295,8 +298,9 @@ def detect_scale_bar(
     -------
     dict or None
         ``box`` (bar + label, padded), ``bar_box``, ``label_box`` (or None), ``colour``,
-        ``tolerance``, ``polarity`` and ``length_px``, all in the coordinates of
-        ``image``; None when no bar was found.
+        ``tolerance``, ``polarity``, ``length_px`` and ``edge_blur_px`` (how far JPEG or
+        blur spread the bar's edges: add it to the mask's dilation), all in the
+        coordinates of ``image``; None when no bar was found.
     """
     grey = to_grey(image)
     h, w = grey.shape
@@ -331,7 +335,7 @@ def detect_scale_bar(
         hit = False
         for c in cands:
             bx0, by0, bx1, by1 = c["bar_box"]
-            tol = _bar_tolerance(c["colour"], c["contrast"])
+            tol = _bar_tolerance(grey, c["bar_box"], c["colour"], c["contrast"])
             label = _label_box(grey, c["bar_box"], c["colour"], tol)
             if label is None and not ((bx1 - bx0) >= unlabelled_len_frac * w and (by1 - by0) >= 4):
                 continue
@@ -365,17 +369,52 @@ def detect_scale_bar(
         "tolerance": round(best["tolerance"], 2),
         "polarity": best["polarity"],
         "length_px": int(bx1 - bx0),
+        "edge_blur_px": _edge_blur(grey, best["bar_box"], best["colour"]),
     }
 
 
-def _bar_tolerance(colour: float, contrast: float) -> float:
-    """Half the bar's typical grey distance to its surroundings.
+def _bar_tolerance(grey: np.ndarray, bar_box: list[int], colour: float, contrast: float) -> float:
+    """Grey distance to the bar colour within which a pixel counts as drawn.
 
-    A glyph pixel at least half covered by the label's colour is within it; the
-    dilation of :func:`scale_bar_mask` then adds the antialiased fringe. Pixels of the
-    data are within it only where the data itself comes close to the bar colour.
+    Half the bar's typical distance to its surroundings (a glyph pixel at least half
+    covered is within it; the mask's dilation adds the antialiased fringe), but no more
+    than 0.8 of the distance to the data's own extreme on the bar's side (p0.5 / p99.5
+    away from the bar), so data that come close to the bar colour stay out.
     """
-    return float(np.clip(0.5 * contrast, 8.0, 100.0))
+    bx0, by0, bx1, by1 = bar_box
+    outside = np.ones_like(grey, bool)
+    outside[max(0, by0 - 40) : by1 + 40, max(0, bx0 - 40) : bx1 + 40] = False
+    data = grey[outside] if outside.any() else grey.ravel()
+    lo, hi = np.percentile(data, [0.5, 99.5])
+    extreme = hi if colour >= float(np.median(data)) else lo
+    limit = 0.8 * abs(colour - extreme) if abs(colour - extreme) < contrast else contrast
+    return float(np.clip(min(0.5 * contrast, limit), 8.0, 100.0))
+
+
+def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
+    """Rows beyond the bar's long edges still pulled towards its colour (0-3 px).
+
+    A drawn bar has a sharp edge; JPEG or a blurred image spreads it (and the glyphs'
+    edges) over a few pixels, which the mask's dilation must then cover.
+    """
+    h, _ = grey.shape
+    x0, y0, x1, y1 = bar_box
+    blur = 0
+    for sign, edge in ((-1, y0 - 1), (1, y1)):
+        far_row = edge + sign * 5
+        if not 0 <= far_row < h:
+            continue
+        far = float(np.median(np.abs(grey[far_row, x0:x1] - colour)))
+        if far < 20:
+            continue
+        k = 0
+        while k < 3 and 0 <= edge + sign * k < h:
+            near = float(np.median(np.abs(grey[edge + sign * k, x0:x1] - colour)))
+            if near > 0.85 * far:
+                break
+            k += 1
+        blur = max(blur, k)
+    return blur
 
 
 def scale_bar_mask(
@@ -445,12 +484,27 @@ def scale_bar_mask(
                     grey.shape,
                 )
                 if lb is not None:
+                    # glyph pieces inside the whole box that reach into the label's box:
+                    # a descender or accent sticking out of the text line stays whole
                     lx0, ly0, lx1, ly1 = lb
-                    diff = np.abs(grey[ly0:ly1, lx0:lx1] - float(colour))
+                    diff = np.abs(grey[y0:y1, x0:x1] - float(colour))
                     glyphs, _ = _glyph_pieces(
                         diff <= float(tolerance), diff <= min(float(tolerance), CORE_TOL)
                     )
-                    mask[ly0:ly1, lx0:lx1] |= glyphs > 0
+                    inside = glyphs[
+                        max(0, ly0 - y0) : max(0, ly1 - y0), max(0, lx0 - x0) : max(0, lx1 - x0)
+                    ]
+                    keep = np.isin(glyphs, np.unique(inside[inside > 0]))
+                    # bounded hysteresis: faint stroke pixels (thin strokes JPEG smeared)
+                    # within LABEL_GROW px of a glyph join when they lean to its colour
+                    if keep.any():
+                        keep = ndimage.binary_dilation(
+                            keep,
+                            structure=np.ones((3, 3), bool),
+                            iterations=LABEL_GROW,
+                            mask=diff <= 2.0 * float(tolerance),
+                        )
+                    mask[y0:y1, x0:x1] |= keep
     if dilation > 0 and mask.any():
         mask = ndimage.binary_dilation(
             mask, structure=np.ones((3, 3), bool), iterations=int(dilation)

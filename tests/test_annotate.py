@@ -74,7 +74,7 @@ def test_verdicts_and_failing_criterion_match_the_ground_truth(demo):
 def test_reasons_are_readable_one_liners(demo):
     _, _, anns, sel = demo
     assert sel["excluded"]["000017"]["reasons"][0].startswith("exposure: illumination trend 0.")
-    assert " of contrast > 0.25" in sel["excluded"]["000017"]["reasons"][0]
+    assert " of contrast > 0.45" in sel["excluded"]["000017"]["reasons"][0]
     assert "correlation-length ratio" in sel["excluded"]["000021"]["reasons"][0]
     assert "correlation lengths < 5.0" in sel["excluded"]["000033"]["reasons"][0]
     assert "phase boundaries blurred" in sel["excluded"]["000029"]["reasons"][0]

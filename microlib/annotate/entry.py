@@ -95,6 +95,8 @@ def _scale_bar(
             "length_px": found["length_px"],
             "polarity": found["polarity"],
             "source": "auto",
+            # JPEG or blur spread the bar's and glyphs' edges this far beyond MicroLib's 1 px
+            "dilation_px": BAR_DILATION_PX + int(found["edge_blur_px"]),
         }
     bar = no_scale_bar("auto")
     # a bar in a band the crop removed needs no in-painting, but its length still turns
@@ -113,7 +115,7 @@ def _scale_bar(
 
 def _bar_mask(cropped: np.ndarray, bar: dict[str, Any], crop_box: list[int]) -> np.ndarray:
     """The in-paint mask on the cropped image; records dilation and masked fraction."""
-    bar["dilation_px"] = BAR_DILATION_PX
+    bar.setdefault("dilation_px", BAR_DILATION_PX)
     if bar["present"]:
         mask = scale_bar_mask(cropped, **bar_mask_args(bar, crop_box))
     else:

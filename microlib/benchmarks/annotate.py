@@ -383,7 +383,7 @@ def _detect_rendered(img: np.ndarray) -> dict[str, Any]:
             "colour": found["colour"],
             "tolerance": found["tolerance"],
             "bar_box": shift_box(found["bar_box"], cx, cy),
-            "dilation_px": BAR_DILATION_PX,
+            "dilation_px": BAR_DILATION_PX + found["edge_blur_px"],
         }
         sub = A.scale_bar_mask(cropped, **A.bar_mask_args(bar, crop))
         mask[crop[1] : crop[3], crop[0] : crop[2]] = sub
@@ -476,7 +476,7 @@ def bench_bars(root: Path, per_image: int, limit: int | None = None) -> dict[str
     if over:
         print(
             f"mask recall mean {np.mean(rec):.4f} (min {min(rec):.4f}); precision mean "
-            f"{np.mean(prec):.4f} (min {min(prec):.4f}); dilation {BAR_DILATION_PX} px"
+            f"{np.mean(prec):.4f} (min {min(prec):.4f}); dilation {BAR_DILATION_PX} px + measured edge blur"
         )
         for kind in ("twophase", "grayscale"):
             sub = [r for r in over if r["kind"] == kind]
