@@ -24,6 +24,7 @@ CORE_TOL = 12.0
 # the label's glyph pieces grow by up to this many px into pixels within two tolerances
 # of the bar colour (bounded hysteresis, as in Canny's edge linking)
 LABEL_GROW = 2
+LABEL_GROW_TOL = 1.5
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
@@ -186,7 +187,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     Glyphs are pieces of the bar's colour (with a core of its exact grey) that do not run
     off the search window, on one text line: the largest piece and its neighbours that
     overlap it vertically, each no further from the growing line than about a glyph
-    height (data specks of the same grey further along are left out).
+    height and a half (a word space; data specks of the same grey further along are left out).
     """
     h, w = grey.shape
     x0, y0, x1, y1 = bar_box
@@ -226,7 +227,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     grown = True
     while grown:
         grown = False
-        gap = max(4, int(0.8 * (ly1 - ly0)))
+        gap = max(8, int(1.2 * (ly1 - ly0)))
         for b in list(rest):
             # same text line (vertical overlap), next to the line so far
             if b[1] < ly1 and b[3] > ly0 and b[0] <= lx1 + gap and b[2] >= lx0 - gap:
@@ -245,7 +246,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     # a glyph merged with a long data feature of its grey (a grain boundary running off
     # the window): its part on the text line, next to the line, belongs to the label
     band = lab[ly0 - wy0 : ly1 - wy0]
-    gap = max(4, int(0.8 * (ly1 - ly0)))
+    gap = max(8, int(1.2 * (ly1 - ly0)))
     for i in big:
         cols = np.flatnonzero((band == i).any(axis=0)) + wx0
         cols = cols[(cols >= lx0 - gap) & (cols < lx1 + gap)]
@@ -399,7 +400,10 @@ def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
     """
     h, _ = grey.shape
     x0, y0, x1, y1 = bar_box
-    blur = 0
+    # a drawn bar is exactly one grey; JPEG leaves it rippled, and its ringing spreads
+    # thin glyph strokes by a pixel more than their antialiasing
+    inner = grey[y0:y1, x0:x1]
+    blur = 1 if float(np.percentile(np.abs(inner - colour), 90)) > 2.0 else 0
     for sign, edge in ((-1, y0 - 1), (1, y1)):
         far_row = edge + sign * 5
         if not 0 <= far_row < h:
@@ -434,10 +438,11 @@ def scale_bar_mask(
     pieces that hold a pixel of the bar's own grey (:data:`CORE_TOL`): data specks that
     merely come close to the bar colour between the glyphs stay out.
     Without them (curated or older annotations) it is every pixel of ``box`` within
-    ``tolerance``. As MicroLib, the result is dilated by ``dilation`` px (a 3x3 square
-    per step), which adds the antialiased fringe of bar and glyphs; unlike MicroLib's
-    ``np.roll`` the dilation never wraps across the image border. Nothing outside
-    ``box`` grown by ``dilation`` is ever masked.
+    ``tolerance``. As MicroLib, the pixels are dilated by ``dilation`` px (a 3x3 square
+    per step), which adds the antialiased fringe of the glyphs; the detected bar
+    rectangle, which has no fringe, grows by ``dilation - 1`` (the edge blur the
+    detector measured). Unlike MicroLib's ``np.roll`` the dilation never wraps across
+    the image border. Nothing outside ``box`` grown by ``dilation`` is ever masked.
 
     Parameters
     ----------
@@ -469,6 +474,7 @@ def scale_bar_mask(
     if clipped is None:
         return mask
     x0, y0, x1, y1 = clipped
+    bar_rect = None
     if colour is None:
         mask[y0:y1, x0:x1] = True
     else:
@@ -477,7 +483,7 @@ def scale_bar_mask(
         if bb is None:
             mask[y0:y1, x0:x1] = near[y0:y1, x0:x1]
         else:
-            mask[bb[1] : bb[3], bb[0] : bb[2]] = True
+            bar_rect = bb
             if label_box is not None:
                 lb = clip_box(
                     [label_box[0] - 1, label_box[1] - 1, label_box[2] + 1, label_box[3] + 1],
@@ -502,13 +508,19 @@ def scale_bar_mask(
                             keep,
                             structure=np.ones((3, 3), bool),
                             iterations=LABEL_GROW,
-                            mask=diff <= 2.0 * float(tolerance),
+                            mask=diff <= LABEL_GROW_TOL * float(tolerance),
                         )
                     mask[y0:y1, x0:x1] |= keep
     if dilation > 0 and mask.any():
         mask = ndimage.binary_dilation(
             mask, structure=np.ones((3, 3), bool), iterations=int(dilation)
         )
+    if bar_rect is not None:
+        # the detected bar is an exact rectangle: its edges have no antialiased fringe to
+        # cover, only what JPEG or blur spread beyond the first pixel
+        grow = max(0, int(dilation) - 1)
+        bx0, by0, bx1, by1 = bar_rect
+        mask[max(0, by0 - grow) : by1 + grow, max(0, bx0 - grow) : bx1 + grow] = True
     return mask
 
 
