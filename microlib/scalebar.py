@@ -32,16 +32,6 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]
     return lab, ndimage.find_objects(lab)
 
 
-def _longest_run(flags: np.ndarray) -> tuple[int, int]:
-    """``(start, stop)`` of the longest run of True in a 1-D array (``(0, 0)`` if none)."""
-    runs, n = ndimage.label(flags)
-    if n == 0:
-        return 0, 0
-    k = int(np.argmax(np.bincount(runs.ravel())[1:])) + 1
-    idx = np.flatnonzero(runs == k)
-    return int(idx[0]), int(idx[-1]) + 1
-
-
 def _bar_candidates(
     grey: np.ndarray,
     level_mask: np.ndarray,
@@ -52,7 +42,6 @@ def _bar_candidates(
     max_height: int,
     min_aspect: float,
     min_fill: float,
-    carve: bool = False,
 ) -> list[dict]:
     h, w = grey.shape
     # a horizontal opening keeps long straight runs (bars) and drops text and most blobs;
@@ -67,20 +56,7 @@ def _bar_candidates(
         if sl is None:
             continue
         ys, xs = sl
-        bh, bw = ys.stop - ys.start, xs.stop - xs.start
-        if bw < min_len or bh < min_height or bh > max(max_height, bw):
-            continue
-        comp = lab[sl] == i
         cy0, cy1, cx0, cx1 = ys.start, ys.stop, xs.start, xs.stop
-        if carve:
-            # data of the bar's colour merged with the bar (a phase of a segmented image
-            # touching it): the bar is the longest run of the fullest rows, then the
-            # longest run of columns those rows fill
-            row_fill = comp.sum(axis=1).astype(np.float64)
-            rows = _longest_run(row_fill >= 0.9 * row_fill.max())
-            cols = _longest_run(comp[rows[0] : rows[1]].mean(axis=0) >= 0.9)
-            cy0, cy1 = ys.start + rows[0], ys.start + rows[1]
-            cx0, cx1 = xs.start + cols[0], xs.start + cols[1]
         bh, bw = cy1 - cy0, cx1 - cx0
         if (
             bw < min_len
@@ -269,12 +245,14 @@ def detect_scale_bar(
 ) -> dict[str, Any] | None:
     """Detect a scale bar (solid bar plus text label) in an image.
 
-    Candidates are straight-sided, elongated, single-coloured rectangles (bright or
-    dark), not cut by the image border, that stand out from what surrounds them; they
-    are searched at a few grey levels from the extremes inwards. The label is the
-    glyph-sized pieces of the bar's colour above or below the bar. A bar without a
-    label is accepted only when it is long (``unlabelled_len_frac``) and at least 4 px
-    thick, which keeps straight features of segmented images out.
+    Candidates are straight-sided, elongated, single-coloured rectangles, not cut by
+    the image border, that stand out from what surrounds them; they are searched at a
+    few grey levels from the extremes inwards (white and black bars), then at the grey
+    levels of any solid long runs (:func:`_candidate_levels`: grey bars, and black or
+    white bars over data that reach the same grey). The label is the glyph-sized pieces
+    of the bar's colour above or below the bar, on one text line (:func:`_label_box`).
+    A bar without a label is accepted only when it is long (``unlabelled_len_frac``)
+    and at least 4 px thick, which keeps straight features of segmented images out.
 
     Parameters
     ----------
@@ -500,7 +478,27 @@ def scale_bar_mask(
                     inside = glyphs[
                         max(0, ly0 - y0) : max(0, ly1 - y0), max(0, lx0 - x0) : max(0, lx1 - x0)
                     ]
-                    keep = np.isin(glyphs, np.unique(inside[inside > 0]))
+                    ids = np.unique(inside[inside > 0])
+                    keep = np.zeros(glyphs.shape, bool)
+                    objs = ndimage.find_objects(glyphs)
+                    for k in ids:
+                        ys, xs = objs[k - 1]
+                        # a piece sticking far out of the label's box is a glyph merged
+                        # with data of its grey: only its part near the text line counts
+                        if (
+                            ys.start + y0 < ly0 - 3
+                            or ys.stop + y0 > ly1 + 3
+                            or xs.start + x0 < lx0 - 3
+                            or xs.stop + x0 > lx1 + 3
+                        ):
+                            piece = np.zeros(glyphs.shape, bool)
+                            piece[
+                                max(0, ly0 - y0) : max(0, ly1 - y0),
+                                max(0, lx0 - x0) : max(0, lx1 - x0),
+                            ] = True
+                            keep |= piece & (glyphs == k)
+                        else:
+                            keep[ys, xs] |= glyphs[ys, xs] == k
                     # bounded hysteresis: faint stroke pixels (thin strokes JPEG smeared)
                     # within LABEL_GROW px of a glyph join when they lean to its colour
                     if keep.any():

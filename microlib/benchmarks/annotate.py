@@ -1,6 +1,7 @@
 """``microlib bench annotate``: calibrate the annotation filters on real and demo data.
 
-Three parts, each printed with figures and a ratio against a baseline run in-process:
+Four parts, printed with figures (the filter, type and demo parts with a ratio against a
+baseline run in-process):
 
 1. Real data (``../shared/realdata`` or ``--realdata``): the 60 final MicroLib training
    images, which MicroLib all included. Prints each filter's pass rate with the default
@@ -10,8 +11,13 @@ Three parts, each printed with figures and a ratio against a baseline run in-pro
    ``iso_ratio_x_over_y``, and the time per image against plain Otsu. These images are
    already cropped and segmented (two-phase ones are exactly 0/255), so they test the
    filters' false-exclusion rate, not the thresholding of raw micrographs.
-2. ``inpainter_examples``: data type and scale-bar detector on four raw-ish images.
-3. The demo library (``--demo-seed``): verdict, failing criterion, data type, crop,
+2. Scale bars rendered on every real micrograph (``--bars-per-image`` each; PIL's
+   bitmap font and the TrueType fonts under /usr/share/fonts, sizes, white / black /
+   grey, corners, overlay and band styles; two-phase images at their raw phase greys),
+   see :mod:`microlib.benchmarks.bar_render`: bars found, bar-length error, band crops,
+   mask recall and precision against the exact rendered pixels, with the worst cases.
+3. ``inpainter_examples``: data type and scale-bar detector on four raw-ish images.
+4. The demo library (``--demo-seed``): verdict, failing criterion, data type, crop,
    scale-bar recall, segmentation accuracy and phase fractions against ground truth.
 """
 
@@ -179,6 +185,11 @@ def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
             )
     all_ok = sum(1 for p in per if not p["failed"])
     print(f"  all filters       {all_ok}/{n} = {all_ok / n:.1%}")
+    false_ex = [f"{p['id']} ({'; '.join(p['reasons'])})" for p in per if p["failed"]]
+    print(
+        f"  false exclusions among MicroLib-included images: {len(false_ex)}"
+        + (f": {', '.join(false_ex)}" if false_ex else "")
+    )
     agree = sum(p["ours"] == p["csv_type"] for p in per)
     base_agree = sum(p["base"] == p["csv_type"] for p in per)
     print(

@@ -96,7 +96,7 @@ def _legible_placement(
     corner, colour = style.corner, style.colour
     if same(corner, colour) > 0.25:
         corner = min(("bl", "br", "tl", "tr"), key=lambda c: same(c, colour))
-    if same(corner, colour) > 0.5:
+    if same(corner, colour) > 0.25:
         corner, colour = min(
             ((c, v) for c in ("bl", "br", "tl", "tr") for v in (0, 255)),
             key=lambda cv: same(*cv),
