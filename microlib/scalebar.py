@@ -19,8 +19,14 @@ from scipy import ndimage
 from microlib.image import clip_box, to_grey
 
 # grey distance within which a drawn pixel counts as the bar's own colour (a bar or a
-# glyph's fully covered pixels; JPEG moves them by a few levels)
+# glyph's fully covered pixels; JPEG moves them by a few levels) ...
 CORE_TOL = 12.0
+
+
+def _core_tol(tol: float) -> float:
+    """... or, for small antialiased text whose thin strokes never cover a pixel whole,
+    within half the tolerance (at least three quarters covered)."""
+    return min(tol, max(CORE_TOL, 0.5 * tol))
 # the label's glyph pieces grow by up to this many px into pixels within two tolerances
 # of the bar colour (bounded hysteresis, as in Canny's edge linking)
 LABEL_GROW = 2
@@ -163,7 +169,8 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     Glyphs are pieces of the bar's colour (with a core of its exact grey) that do not run
     off the search window, on one text line: the largest piece and its neighbours that
     overlap it vertically, each no further from the growing line than about a glyph
-    height and a half (a word space; data specks of the same grey further along are left out).
+    height and a half (a word space, or the gaps a thin antialiased stroke leaves out of
+    tolerance; data specks of the same grey further along are left out).
     """
     h, w = grey.shape
     x0, y0, x1, y1 = bar_box
@@ -175,7 +182,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     win = diff <= tol
     # the bar itself is not label
     win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = False
-    lab, objs = _glyph_pieces(win, diff <= min(tol, CORE_TOL))
+    lab, objs = _glyph_pieces(win, diff <= _core_tol(tol))
     boxes = []
     big: list[int] = []
     for i, sl in enumerate(objs, start=1):
@@ -203,7 +210,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     grown = True
     while grown:
         grown = False
-        gap = max(8, int(1.2 * (ly1 - ly0)))
+        gap = max(8, int(1.5 * (ly1 - ly0)))
         for b in list(rest):
             # same text line (vertical overlap), next to the line so far
             if b[1] < ly1 and b[3] > ly0 and b[0] <= lx1 + gap and b[2] >= lx0 - gap:
@@ -222,7 +229,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     # a glyph merged with a long data feature of its grey (a grain boundary running off
     # the window): its part on the text line, next to the line, belongs to the label
     band = lab[ly0 - wy0 : ly1 - wy0]
-    gap = max(8, int(1.2 * (ly1 - ly0)))
+    gap = max(8, int(1.5 * (ly1 - ly0)))
     for i in big:
         cols = np.flatnonzero((band == i).any(axis=0)) + wx0
         cols = cols[(cols >= lx0 - gap) & (cols < lx1 + gap)]
@@ -473,7 +480,7 @@ def scale_bar_mask(
                     lx0, ly0, lx1, ly1 = lb
                     diff = np.abs(grey[y0:y1, x0:x1] - float(colour))
                     glyphs, _ = _glyph_pieces(
-                        diff <= float(tolerance), diff <= min(float(tolerance), CORE_TOL)
+                        diff <= float(tolerance), diff <= _core_tol(float(tolerance))
                     )
                     inside = glyphs[
                         max(0, ly0 - y0) : max(0, ly1 - y0), max(0, lx0 - x0) : max(0, lx1 - x0)

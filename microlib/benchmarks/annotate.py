@@ -36,6 +36,7 @@ import numpy as np
 
 from microlib import annotate as A
 from microlib import demo_site
+from microlib.annotate.entry import bar_outside_crop
 from microlib.benchmarks.bar_render import available_fonts, render, styles_for
 from microlib.image import box_outside, shift_box
 from microlib.io import read_image
@@ -399,9 +400,9 @@ def _detect_rendered(img: np.ndarray) -> dict[str, Any]:
         sub = A.scale_bar_mask(cropped, **A.bar_mask_args(bar, crop))
         mask[crop[1] : crop[3], crop[0] : crop[2]] = sub
         bar_box, length = shift_box(found["bar_box"], cx, cy), found["length_px"]
-    elif list(crop) != [0, 0, img.shape[1], img.shape[0]]:
-        outside = A.detect_scale_bar(img)
-        if outside is not None and box_outside(outside["bar_box"], list(crop)):
+    else:
+        outside = bar_outside_crop(img, list(crop))
+        if outside is not None:
             bar_box, length = outside["bar_box"], outside["length_px"]
     return {"crop": list(crop), "mask": mask, "bar_box": bar_box, "length_px": length}
 

@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 FONT_DIRS = (Path("/usr/share/fonts"),)
 BITMAP = "PIL-bitmap"
+# most of the data under a bar's block that may share its grey (within 40 levels)
+LEGIBLE_MAX = 0.1
 
 
 def available_fonts(limit: int = 6) -> list[str]:
@@ -83,9 +85,10 @@ def _legible_placement(
     img: np.ndarray, style: BarStyle, margin: int, bw: int, bh: int
 ) -> tuple[int, int, int]:
     """Where and in which grey a microscopist would put the bar: the style's corner and
-    grey unless the data there share the bar's grey (it would not read), then the corner
-    where fewest do; when the data share it everywhere (a black bar on a mostly black
-    image), the grey that reads best. Returns ``(top, left, grey)``."""
+    grey unless more than a tenth of the data there are within 40 levels of the bar's
+    grey (it would not read), then the corner where fewest are; when no corner reads
+    (a black bar on a mostly black image), the corner and black or white that read best.
+    Returns ``(top, left, grey)``."""
     grey = img.astype(np.float64) if img.ndim == 2 else img[..., :3].astype(np.float64).mean(-1)
 
     def same(corner: str, colour: int) -> float:
@@ -94,9 +97,9 @@ def _legible_placement(
         return float((np.abs(region - colour) <= 40).mean()) if region.size else 1.0
 
     corner, colour = style.corner, style.colour
-    if same(corner, colour) > 0.25:
+    if same(corner, colour) > LEGIBLE_MAX:
         corner = min(("bl", "br", "tl", "tr"), key=lambda c: same(c, colour))
-    if same(corner, colour) > 0.25:
+    if same(corner, colour) > LEGIBLE_MAX:
         corner, colour = min(
             ((c, v) for c in ("bl", "br", "tl", "tr") for v in (0, 255)),
             key=lambda cv: same(*cv),
