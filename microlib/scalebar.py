@@ -27,6 +27,8 @@ def _core_tol(tol: float) -> float:
     """... or, for small antialiased text whose thin strokes never cover a pixel whole,
     within half the tolerance (at least three quarters covered)."""
     return min(tol, max(CORE_TOL, 0.5 * tol))
+
+
 # the label's glyph pieces grow by up to this many px into pixels within two tolerances
 # of the bar colour (bounded hysteresis, as in Canny's edge linking)
 LABEL_GROW = 2
