@@ -30,7 +30,7 @@ from microlib.annotate.params import SCHEMA_VERSION, FilterThresholds, TypeParam
 from microlib.annotate.phases import decide_data_type
 from microlib.annotate.uniqueness import fingerprint
 from microlib.errors import MicrolibError
-from microlib.image import box_outside, crop_image, shift_box, to_grey, uint8_image
+from microlib.image import crop_image, shift_box, to_grey, uint8_image
 from microlib.scalebar import bar_mask_args, detect_scale_bar, scale_bar_mask
 from microlib.segment import SegmentSettings, label_phases, phase_statistics
 
@@ -95,25 +95,50 @@ def _scale_bar(
             "length_px": found["length_px"],
             "polarity": found["polarity"],
             "source": "auto",
+            # JPEG or blur spread the bar's and glyphs' edges this far beyond MicroLib's 1 px
+            "dilation_px": BAR_DILATION_PX + int(found["edge_blur_px"]),
         }
     bar = no_scale_bar("auto")
     # a bar in a band the crop removed needs no in-painting, but its length still turns
     # a curated scale_bar_um into a voxel size
-    h, w = arr.shape[:2]
-    if list(crop_box) != [0, 0, w, h]:
-        outside = detect_scale_bar(arr)
-        if outside is not None and box_outside(outside["bar_box"], list(crop_box)):
-            bar["outside_crop"] = {
-                "bar_box": outside["bar_box"],
-                "length_px": outside["length_px"],
-            }
-            bar["length_px"] = outside["length_px"]
+    outside = bar_outside_crop(arr, crop_box)
+    if outside is not None:
+        bar["outside_crop"] = outside
+        bar["length_px"] = outside["length_px"]
     return bar
+
+
+def bar_outside_crop(arr: np.ndarray, crop_box: list[int]) -> dict[str, Any] | None:
+    """A scale bar in the strips the crop removed (an info band), in raw coordinates.
+
+    Each removed strip is searched on its own, so a bar-like feature of the data cannot
+    outbid the band's bar. Returns ``{"bar_box", "length_px"}`` of the longest bar, or
+    None.
+    """
+    h, w = arr.shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in crop_box)
+    strips = [(0, 0, w, y0), (0, y1, w, h), (0, 0, x0, h), (x1, 0, w, h)]
+    best = None
+    for sx0, sy0, sx1, sy1 in strips:
+        if sx1 - sx0 < 8 or sy1 - sy0 < 8:
+            continue
+        # thickness limits stay relative to the whole image, not to the thin strip
+        found = detect_scale_bar(
+            arr[sy0:sy1, sx0:sx1],
+            max_height_frac=0.06 * h / (sy1 - sy0),
+            min_len_frac=0.05 * w / (sx1 - sx0),
+        )
+        if found is not None and (best is None or found["length_px"] > best["length_px"]):
+            best = {
+                "bar_box": shift_box(found["bar_box"], sx0, sy0),
+                "length_px": found["length_px"],
+            }
+    return best
 
 
 def _bar_mask(cropped: np.ndarray, bar: dict[str, Any], crop_box: list[int]) -> np.ndarray:
     """The in-paint mask on the cropped image; records dilation and masked fraction."""
-    bar["dilation_px"] = BAR_DILATION_PX
+    bar.setdefault("dilation_px", BAR_DILATION_PX)
     if bar["present"]:
         mask = scale_bar_mask(cropped, **bar_mask_args(bar, crop_box))
     else:

@@ -129,7 +129,11 @@ def filter_scores(
         },
         "exposure": {
             "score": trend["score"],
-            "detail": {"trend_range": trend["trend_range"], "contrast": trend["contrast"]},
+            "detail": {
+                "trend_range": trend["trend_range"],
+                "contrast": trend["contrast"],
+                "smooth_share": trend["smooth_share"],
+            },
         },
         "quality": {"components": quality, "detail": {"noise_sigma": round(sigma, 3)}},
         "acf": acf,

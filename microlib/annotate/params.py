@@ -30,7 +30,11 @@ class FilterThresholds:
         image side (representativity).
     exposure_max : float
         Largest allowed range of the fitted large-scale illumination trend, as a fraction
-        of the image contrast (even exposure).
+        of the image contrast (even exposure, :func:`trend_score`). 0.45: every MicroLib
+        training image passes (grayscale ones score at most 0.37, two-phase ones 0), and
+        the flat-field correction segments n-phase images whose phases drift by less
+        than half their grey distance; the demo library's uneven-exposure entry scores
+        0.71. (Was 0.25, which excluded two grayscale images MicroLib included.)
     min_size_px : float
         Smallest allowed shorter side of the cropped image (quality: resolution). SliceGAN
         samples 64 px training slices, so far smaller images cannot be trained at all.
@@ -56,7 +60,7 @@ class FilterThresholds:
 
     iso_max: float = 1.8
     repr_min: float = 5.0
-    exposure_max: float = 0.25
+    exposure_max: float = 0.45
     min_size_px: float = 200.0
     edge_width_max: float = 2.0
     blur_max: float = 0.75
