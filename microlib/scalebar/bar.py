@@ -1,12 +1,10 @@
-"""Scale bars: find a bar and its text label in a micrograph, and the mask to in-paint.
+"""Scale bar detection: the solid bar, its colour, tolerance and edge blur.
 
-Pure functions on arrays. The middle layer of the image stages (``image`` ->
-``scalebar`` -> ``segment`` -> ``annotate``): the annotate stage finds the bar
-(:func:`detect_scale_bar`), the segment stage turns an annotation's bar into the mask
-the in-painter fills (:func:`scale_bar_mask` with :func:`bar_mask_args`).
-
-Boxes are ``[x0, y0, x1, y1]``, half-open (``image[y0:y1, x0:x1]``), see
-:mod:`microlib.image`.
+Candidate bars at a few grey levels (:func:`_bar_candidates`,
+:func:`_candidate_levels`), the grey tolerance of a bar's drawn pixels
+(:func:`_bar_tolerance`), how far JPEG or blur spread its edges (:func:`_edge_blur`),
+and :func:`detect_scale_bar`, which joins the best bar with its text label
+(:func:`microlib.scalebar.label._label_box`).
 """
 
 from __future__ import annotations
@@ -17,22 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from microlib.image import clip_box, to_grey
-
-# grey distance within which a drawn pixel counts as the bar's own colour (a bar or a
-# glyph's fully covered pixels; JPEG moves them by a few levels) ...
-CORE_TOL = 12.0
-
-
-def _core_tol(tol: float) -> float:
-    """... or, for small antialiased text whose thin strokes never cover a pixel whole,
-    within half the tolerance (at least three quarters covered)."""
-    return min(tol, max(CORE_TOL, 0.5 * tol))
-
-
-# the label's glyph pieces grow by up to this many px into pixels within two tolerances
-# of the bar colour (bounded hysteresis, as in Canny's edge linking)
-LABEL_GROW = 2
-LABEL_GROW_TOL = 1.5
+from microlib.scalebar.label import _label_box
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
@@ -151,93 +134,6 @@ def _candidate_levels(grey: np.ndarray, min_len: int, min_height: int) -> list[f
         if len(levels) >= 4:
             break
     return [float(v) for v in levels]
-
-
-def _glyph_pieces(near: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, list]:
-    """Components of ``near`` (8-connected) that hold a ``core`` pixel: a glyph's fully
-    covered pixels carry the bar's own grey, data that merely come close rarely do."""
-    lab, n = ndimage.label(near, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return lab, []
-    has_core = np.zeros(n + 1, bool)
-    has_core[np.unique(lab[core & near])] = True
-    has_core[0] = False
-    return np.where(has_core[lab], lab, 0), ndimage.find_objects(lab)
-
-
-def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) -> list[int] | None:
-    """Bounding box of text of the bar's colour next to the bar (above or below).
-
-    Glyphs are pieces of the bar's colour (with a core of its exact grey) that do not run
-    off the search window, on one text line: the largest piece and its neighbours that
-    overlap it vertically, each no further from the growing line than about a glyph
-    height and a half (a word space, or the gaps a thin antialiased stroke leaves out of
-    tolerance; data specks of the same grey further along are left out).
-    """
-    h, w = grey.shape
-    x0, y0, x1, y1 = bar_box
-    bw, bh = x1 - x0, y1 - y0
-    reach = int(max(3 * bh, 36))
-    wx0, wx1 = max(0, x0 - bw // 2), min(w, x1 + bw // 2)
-    wy0, wy1 = max(0, y0 - reach), min(h, y1 + reach)
-    diff = np.abs(grey[wy0:wy1, wx0:wx1] - colour)
-    win = diff <= tol
-    # the bar itself is not label
-    win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = False
-    lab, objs = _glyph_pieces(win, diff <= _core_tol(tol))
-    boxes = []
-    big: list[int] = []
-    for i, sl in enumerate(objs, start=1):
-        if sl is None:
-            continue
-        ys, xs = sl
-        gh, gw = ys.stop - ys.start, xs.stop - xs.start
-        size = int((lab[sl] == i).sum())
-        # glyph-sized pieces that do not run off the search window (data features do)
-        touches = (
-            ys.start == 0 or xs.start == 0 or ys.stop == win.shape[0] or xs.stop == win.shape[1]
-        )
-        if size < 3:
-            continue
-        if gh > reach or gw > bw or touches:
-            big.append(i)
-            continue
-        boxes.append((xs.start + wx0, ys.start + wy0, xs.stop + wx0, ys.stop + wy0, size))
-    if not boxes:
-        return None
-    boxes.sort(key=lambda b: -b[4])
-    line = [boxes[0]]
-    lx0, ly0, lx1, ly1 = boxes[0][:4]
-    rest = boxes[1:]
-    grown = True
-    while grown:
-        grown = False
-        gap = max(8, int(1.5 * (ly1 - ly0)))
-        for b in list(rest):
-            # same text line (vertical overlap), next to the line so far
-            if b[1] < ly1 and b[3] > ly0 and b[0] <= lx1 + gap and b[2] >= lx0 - gap:
-                rest.remove(b)
-                grown = True
-                line.append(b)
-                # a piece much taller than the line is a glyph merged with data of its
-                # grey: it widens the line but does not heighten it
-                if (b[3] - b[1]) > 1.6 * (ly1 - ly0) + 2:
-                    lx0, lx1 = min(lx0, b[0]), max(lx1, b[2])
-                    continue
-                lx0, ly0 = min(lx0, b[0]), min(ly0, b[1])
-                lx1, ly1 = max(lx1, b[2]), max(ly1, b[3])
-    if sum(b[4] for b in line) < 12:
-        return None
-    # a glyph merged with a long data feature of its grey (a grain boundary running off
-    # the window): its part on the text line, next to the line, belongs to the label
-    band = lab[ly0 - wy0 : ly1 - wy0]
-    gap = max(8, int(1.5 * (ly1 - ly0)))
-    for i in big:
-        cols = np.flatnonzero((band == i).any(axis=0)) + wx0
-        cols = cols[(cols >= lx0 - gap) & (cols < lx1 + gap)]
-        if cols.size:
-            lx0, lx1 = min(lx0, int(cols.min())), max(lx1, int(cols.max()) + 1)
-    return [int(lx0), int(ly0), int(lx1), int(ly1)]
 
 
 def detect_scale_bar(
@@ -406,144 +302,3 @@ def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
             k += 1
         blur = max(blur, k)
     return blur
-
-
-def scale_bar_mask(
-    image: np.ndarray,
-    box: list[int] | None,
-    colour: float | None,
-    tolerance: float,
-    dilation: int = 1,
-    label_box: list[int] | None = None,
-    bar_box: list[int] | None = None,
-) -> np.ndarray:
-    """Pixels to in-paint: the bar and the label's glyphs, grown by ``dilation`` px.
-
-    With the detector's ``bar_box`` and ``label_box`` the mask is tight: the bar's box
-    (a solid rectangle), plus the pixels of the label's box (grown by 1 px) within
-    ``tolerance`` of the bar colour, i.e. glyph pixels at least about half covered, in
-    pieces that hold a pixel of the bar's own grey (:data:`CORE_TOL`): data specks that
-    merely come close to the bar colour between the glyphs stay out.
-    Without them (curated or older annotations) it is every pixel of ``box`` within
-    ``tolerance``. As MicroLib, the pixels are dilated by ``dilation`` px (a 3x3 square
-    per step), which adds the antialiased fringe of the glyphs; the detected bar
-    rectangle, which has no fringe, grows by ``dilation - 1`` (the edge blur the
-    detector measured). Unlike MicroLib's ``np.roll`` the dilation never wraps across
-    the image border. Nothing outside ``box`` grown by ``dilation`` is ever masked.
-
-    Parameters
-    ----------
-    image : ndarray
-        ``(H, W)`` or ``(H, W, 3)``; the grey (luminance) level is compared.
-    box : list of int or None
-        ``[x0, y0, x1, y1]`` (bar + label) in the coordinates of ``image``; None gives
-        an empty mask.
-    colour : float or None
-        Bar grey level; None masks the whole box (MicroLib's ``barcol: null``).
-    tolerance : float
-        Largest absolute grey difference to the bar colour (inclusive).
-    dilation : int
-        Dilation radius in px.
-    label_box : list of int, optional
-        The text label's box (same coordinates).
-    bar_box : list of int, optional
-        The bar's box (same coordinates).
-
-    Returns
-    -------
-    ndarray of bool
-    """
-    grey = to_grey(image)
-    mask = np.zeros(grey.shape, bool)
-    if box is None:
-        return mask
-    clipped = clip_box(box, grey.shape)
-    if clipped is None:
-        return mask
-    x0, y0, x1, y1 = clipped
-    bar_rect = None
-    if colour is None:
-        mask[y0:y1, x0:x1] = True
-    else:
-        near = np.abs(grey - float(colour)) <= float(tolerance)
-        bb = clip_box(bar_box, grey.shape) if bar_box is not None else None
-        if bb is None:
-            mask[y0:y1, x0:x1] = near[y0:y1, x0:x1]
-        else:
-            bar_rect = bb
-            if label_box is not None:
-                lb = clip_box(
-                    [label_box[0] - 1, label_box[1] - 1, label_box[2] + 1, label_box[3] + 1],
-                    grey.shape,
-                )
-                if lb is not None:
-                    # glyph pieces inside the whole box that reach into the label's box:
-                    # a descender or accent sticking out of the text line stays whole
-                    lx0, ly0, lx1, ly1 = lb
-                    diff = np.abs(grey[y0:y1, x0:x1] - float(colour))
-                    glyphs, _ = _glyph_pieces(
-                        diff <= float(tolerance), diff <= _core_tol(float(tolerance))
-                    )
-                    inside = glyphs[
-                        max(0, ly0 - y0) : max(0, ly1 - y0), max(0, lx0 - x0) : max(0, lx1 - x0)
-                    ]
-                    ids = np.unique(inside[inside > 0])
-                    keep = np.zeros(glyphs.shape, bool)
-                    objs = ndimage.find_objects(glyphs)
-                    for k in ids:
-                        ys, xs = objs[k - 1]
-                        # a piece sticking far out of the label's box is a glyph merged
-                        # with data of its grey: only its part near the text line counts
-                        if (
-                            ys.start + y0 < ly0 - 3
-                            or ys.stop + y0 > ly1 + 3
-                            or xs.start + x0 < lx0 - 3
-                            or xs.stop + x0 > lx1 + 3
-                        ):
-                            piece = np.zeros(glyphs.shape, bool)
-                            piece[
-                                max(0, ly0 - y0) : max(0, ly1 - y0),
-                                max(0, lx0 - x0) : max(0, lx1 - x0),
-                            ] = True
-                            keep |= piece & (glyphs == k)
-                        else:
-                            keep[ys, xs] |= glyphs[ys, xs] == k
-                    # bounded hysteresis: faint stroke pixels (thin strokes JPEG smeared)
-                    # within LABEL_GROW px of a glyph join when they lean to its colour
-                    if keep.any():
-                        keep = ndimage.binary_dilation(
-                            keep,
-                            structure=np.ones((3, 3), bool),
-                            iterations=LABEL_GROW,
-                            mask=diff <= LABEL_GROW_TOL * float(tolerance),
-                        )
-                    mask[y0:y1, x0:x1] |= keep
-    if dilation > 0 and mask.any():
-        mask = ndimage.binary_dilation(
-            mask, structure=np.ones((3, 3), bool), iterations=int(dilation)
-        )
-    if bar_rect is not None:
-        # the detected bar is an exact rectangle: its edges have no antialiased fringe to
-        # cover, only what JPEG or blur spread beyond the first pixel
-        grow = max(0, int(dilation) - 1)
-        bx0, by0, bx1, by1 = bar_rect
-        mask[max(0, by0 - grow) : by1 + grow, max(0, bx0 - grow) : bx1 + grow] = True
-    return mask
-
-
-def bar_mask_args(bar: dict[str, Any], crop_box: list[int]) -> dict[str, Any]:
-    """Keyword arguments of :func:`scale_bar_mask` for an annotation's scale bar, in the
-    coordinates of the cropped image."""
-    x0, y0 = crop_box[0], crop_box[1]
-
-    def shift(b: list[int] | None) -> list[int] | None:
-        return None if b is None else [b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0]
-
-    return {
-        "box": shift(bar.get("box")),
-        "colour": bar.get("colour"),
-        "tolerance": float(bar.get("tolerance") or 0.0),
-        "label_box": shift(bar.get("label_box")),
-        "bar_box": shift(bar.get("bar_box")),
-        "dilation": int(bar.get("dilation_px", 1)),
-    }
