@@ -8,10 +8,12 @@ place only after it was flushed and closed.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,38 @@ def _default_mode() -> int:
 _FILE_MODE = _default_mode()
 
 
+# A writer killed mid-file (SIGKILL, node failure) cannot remove its temporary file. The
+# next writer of the same path removes such leftovers; one younger than this is left alone
+# because it may belong to a writer that is still running.
+STALE_PART_AGE_S = 60.0
+
+
+def remove_stale_parts(path: str | os.PathLike, part_suffix: str = ".part") -> list[Path]:
+    """Remove temporary files that an interrupted :func:`atomic_path` left beside ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The destination file.
+    part_suffix : str
+        Suffix of the temporary files (the destination's suffix + ``.part``).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    removed = []
+    now = time.time()
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(part_suffix)}"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - stale.stat().st_mtime >= STALE_PART_AGE_S:
+                stale.unlink()
+                removed.append(stale)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -42,11 +76,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.",
-        suffix=(suffix if suffix is not None else path.suffix) + ".part",
-        dir=path.parent,
-    )
+    part_suffix = (suffix if suffix is not None else path.suffix) + ".part"
+    remove_stale_parts(path, part_suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=part_suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

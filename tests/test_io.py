@@ -1,3 +1,7 @@
+import json
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -58,3 +62,28 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_killed_writers_part_file_is_removed_by_the_next_writer(tmp_path):
+    target = tmp_path / "annotations" / "000001.json"
+    target.parent.mkdir()
+    # what a writer killed mid-file leaves: a hidden temporary beside the target
+    stale = target.parent / ".000001.json.k1ll3d.json.part"
+    stale.write_bytes(b"x" * 1000)
+    old = time.time() - 2 * io.STALE_PART_AGE_S
+    os.utime(stale, (old, old))
+    # one that may belong to a writer still running is young: it stays
+    young = target.parent / ".000001.json.running.json.part"
+    young.write_bytes(b"y")
+    other = target.parent / ".000002.json.k1ll3d.json.part"
+    other.write_bytes(b"z")
+    os.utime(other, (old, old))
+
+    io.write_json(target, {"ok": True})
+
+    assert json.loads(target.read_text()) == {"ok": True}
+    assert not stale.exists()
+    assert young.exists() and other.exists()
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.endswith(".part")) == sorted(
+        [young.name, other.name]
+    )
