@@ -227,3 +227,32 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     assert params["training"]["iterations_done"] == 400
     assert not (wf / f"data/models/{name}/resume").exists()
     assert first.returncode == 0
+
+
+def test_readme_cluster_command_runs_a_real_job_from_a_fresh_shell(cluster, tmp_path):
+    """The README's cluster command exactly as typed after `source .venv/bin/activate`, in a
+    shell with nothing else set up: its first job goes through sbatch and finds `microlib`."""
+    wf = workflow_copy(tmp_path / "fresh")
+    venv = Path(env()["PATH"].split(os.pathsep)[0]).parent
+    fresh = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    # a development checkout may be importable only through PYTHONPATH; `make install`
+    # (pip install -e .) needs nothing
+    if os.environ.get("PYTHONPATH"):
+        fresh["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    script = (
+        f"source {venv}/bin/activate && "
+        "snakemake --cores 8 --profile slurm --configfile config/demo.yaml data/demo_site"
+    )
+    before = set(scheduler_jobs())
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=wf, env=fresh, capture_output=True, text=True, timeout=900
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert finished_jobs(log) == ["demo_site"], log[-3000:]
+    subs = submitted(log)
+    new = {j: i for j, i in scheduler_jobs().items() if j not in before}
+    assert len(subs) == 1 and set(subs.values()) <= set(new), (subs, new)
+    assert all(new[j]["state"] == "COMPLETED" for j in subs.values()), new
+    assert any((wf / "data/demo_site").rglob("*.jpg"))
+    assert "command not found" not in (wf / "data/logs/demo_site.log").read_text()
