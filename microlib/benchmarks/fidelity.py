@@ -30,10 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from microlib import io as mio
 from microlib import validate as V
 from microlib.errors import MicrolibError
+from microlib.slicegan.networks import Generator, activate_output
 from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import SliceGANTrainer, make_training_set
 
@@ -43,14 +46,16 @@ HELP = "3D-vs-2D statistical fidelity on real micrographs: demo baseline, a pres
 MICROLIB_REPORTED = {"vf_pct": 4.7, "sa_pct": 4.3}
 
 #: The CPU demo recipe: engine knobs beyond the preset fields (names as the training
-#: engine's ``ema_decay`` / ``lr_schedule`` / ``lr_min_frac``) plus preset overrides.
+#: engine's ``ema_decay`` / ``lr_schedule`` / ``lr_min_frac``) plus preset overrides and the
+#: generator's output stage (see :class:`_ResizeConvGenerator`).
 RECIPE: dict = {
     "preset": "demo",
     "iterations": 600,
-    "overrides": {"lr_g": 1e-3, "lr_d": 1e-3},
+    "overrides": {},
     "ema_decay": 0.99,
-    "lr_schedule": "cosine",
-    "lr_min_frac": 0.05,
+    "lr_schedule": "constant",
+    "lr_min_frac": 1.0,
+    "output_stage": "resize",
 }
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +198,13 @@ def select_entries(realdata: Path, n_two: int, n_grey: int) -> list[Entry]:
 
 @dataclass
 class Candidate:
-    """A named training setting: preset, iterations and the engine knobs beyond it."""
+    """A named training setting: preset, iterations and the engine knobs beyond it.
+
+    ``output_stage`` is ``transpose`` (the preset's last transposed convolution),
+    ``resize-nearest`` / ``resize-trilinear`` (:class:`_ResizeConvGenerator`) or ``resize``:
+    trilinear for n-phase (argmax sharpens the smooth field), nearest for grey and colour
+    (trilinear upsampling smooths away their pixel-scale texture).
+    """
 
     name: str
     preset: Preset
@@ -201,6 +212,7 @@ class Candidate:
     ema_decay: float = 0.0
     lr_schedule: str = "constant"
     lr_min_frac: float = 0.0
+    output_stage: str = "transpose"
     label: str = field(default="")
 
 
@@ -217,6 +229,7 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
             RECIPE["ema_decay"],
             RECIPE["lr_schedule"],
             RECIPE["lr_min_frac"],
+            RECIPE["output_stage"],
         ),
     }
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
@@ -227,12 +240,43 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
     for n in names:
         c = table[n]
         c.label = f"{n} ({c.preset.name}, {c.iterations} it"
-        c.label += f", EMA {c.ema_decay}, {c.lr_schedule} lr)" if c.ema_decay else ")"
+        if c.output_stage != "transpose":
+            c.label += f", {c.output_stage} output stage"
+        if c.ema_decay:
+            c.label += f", EMA {c.ema_decay}"
+        c.label += f", {c.lr_schedule} lr)" if c.lr_schedule != "constant" else ")"
         out.append(c)
     return out
 
 
 # --------------------------------------------------------------------------- train + generate
+
+
+class _ResizeConvGenerator(Generator):
+    """The generator with its last transposed convolution replaced by a resize-convolution:
+    x2 upsampling (``mode`` nearest or trilinear), a k3 p0 convolution and one voxel
+    cropped per side.
+
+    Output size ``2 n - 4`` equals that of the k4 s2 p3 transposed convolution it replaces,
+    so geometry and tiling are unchanged; every output voxel gets the same kernel coverage,
+    which removes the period-2 checkerboard of the transposed convolution.
+    """
+
+    def __init__(self, gk, gs, gp, gf, final: str = "softmax", mode: str = "nearest"):
+        super().__init__(gk, gs, gp, gf, final=final)
+        self.convs[-1] = torch.nn.Conv3d(gf[-2], gf[-1], 3, 1, 0, bias=False)
+        self.mode = mode
+
+    def forward(self, z: torch.Tensor, activate: bool = True) -> torch.Tensor:
+        x = z
+        for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
+            x = F.relu_(bn(conv(x)))
+        if self.mode == "nearest":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
+        x = self.convs[-1](x)[:, :, 1:-1, 1:-1, 1:-1]
+        return activate_output(x, self.final) if activate else x
 
 
 def _lr_factor(c: Candidate, i: int) -> float:
@@ -249,12 +293,22 @@ def _train_one(entry: Entry, c: Candidate, seed: int):
     """
     import copy
 
-    import torch
-
     preset = c.preset.replace(iterations=c.iterations)
     tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
     t0 = time.perf_counter()
     tr = SliceGANTrainer(tset, preset, seed=seed)
+    if c.output_stage.startswith("resize"):
+        mode = c.output_stage.partition("-")[2]
+        mode = mode or ("trilinear" if entry.kind == "nphase" else "nearest")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            g = _ResizeConvGenerator(preset.gk, preset.gs, preset.gp, tr.G.gf, tr.G.final, mode)
+        g.to(tr.device)
+        if tr.eff["channels_last"]:
+            g.to(memory_format=torch.channels_last_3d)
+        tr.G = tr.g_forward = g
+        betas = (float(preset.betas[0]), float(preset.betas[1]))
+        tr.opt_g = torch.optim.Adam(g.parameters(), lr=float(preset.lr_g), betas=betas)
     opts = [tr.opt_g, *tr.opt_ds]
     base = [o.param_groups[0]["lr"] for o in opts]
     ema = copy.deepcopy(tr.G) if c.ema_decay else None
@@ -287,8 +341,6 @@ def _train_one(entry: Entry, c: Candidate, seed: int):
 
 def _generate(net, preset: Preset, kind: str, size: int, seed: int) -> np.ndarray:
     """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU."""
-    import torch
-
     stride = math.prod(preset.gs)
     lz = -(-size // stride) + 2
     z = torch.randn(1, preset.nz, lz, lz, lz, generator=torch.Generator().manual_seed(seed))
@@ -375,8 +427,6 @@ def _montage(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     realdata = Path(args.realdata)
     if not (realdata / "micrographs.csv").is_file():
         print(f"bench fidelity: no real data at {realdata} (pass --realdata DIR); skipped")
