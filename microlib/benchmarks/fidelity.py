@@ -22,10 +22,11 @@ exits 0.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import math
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,7 +263,15 @@ class _ResizeConvGenerator(Generator):
     which removes the period-2 checkerboard of the transposed convolution.
     """
 
-    def __init__(self, gk, gs, gp, gf, final: str = "softmax", mode: str = "nearest"):
+    def __init__(
+        self,
+        gk: Sequence[int],
+        gs: Sequence[int],
+        gp: Sequence[int],
+        gf: Sequence[int],
+        final: str = "softmax",
+        mode: str = "nearest",
+    ):
         super().__init__(gk, gs, gp, gf, final=final)
         self.convs[-1] = torch.nn.Conv3d(gf[-2], gf[-1], 3, 1, 0, bias=False)
         self.mode = mode
@@ -285,14 +294,12 @@ def _lr_factor(c: Candidate, i: int) -> float:
     return c.lr_min_frac + (1 - c.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * i / c.iterations))
 
 
-def _train_one(entry: Entry, c: Candidate, seed: int):
+def _train_one(entry: Entry, c: Candidate, seed: int) -> tuple[Generator, Preset, float]:
     """Train ``c`` on ``entry``: (generator in eval mode, preset, training wall seconds).
 
     The one place that drives the trainer, so an engine that grows these knobs itself
     (``ema_decay``, ``lr_schedule``) replaces only this function.
     """
-    import copy
-
     preset = c.preset.replace(iterations=c.iterations)
     tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
     t0 = time.perf_counter()
@@ -314,8 +321,8 @@ def _train_one(entry: Entry, c: Candidate, seed: int):
     ema = copy.deepcopy(tr.G) if c.ema_decay else None
     for i in range(c.iterations):
         for o, lr in zip(opts, base, strict=True):
-            for g in o.param_groups:
-                g["lr"] = lr * _lr_factor(c, i)
+            for group in o.param_groups:
+                group["lr"] = lr * _lr_factor(c, i)
         tr.step()
         if ema is not None:
             # warm-up of the decay: early averages would otherwise weight the random init
@@ -339,7 +346,7 @@ def _train_one(entry: Entry, c: Candidate, seed: int):
     return net, preset, time.perf_counter() - t0
 
 
-def _generate(net, preset: Preset, kind: str, size: int, seed: int) -> np.ndarray:
+def _generate(net: Generator, preset: Preset, kind: str, size: int, seed: int) -> np.ndarray:
     """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU."""
     stride = math.prod(preset.gs)
     lz = -(-size // stride) + 2
@@ -358,12 +365,8 @@ def _generate(net, preset: Preset, kind: str, size: int, seed: int) -> np.ndarra
 def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     """All fidelity metrics of ``volume`` against ``entry.image``."""
     img = entry.image
-    if entry.kind == "nphase":
-        n = int(max(img.max(), volume.max())) + 1
-        lab2, lab3 = img, volume
-    else:
-        t = _otsu(img)
-        n, lab2, lab3 = 2, (img > t).astype(np.uint8), (volume > t).astype(np.uint8)
+    lab2, lab3 = _binarise(entry, img), _binarise(entry, volume)
+    n = int(max(lab2.max(), lab3.max())) + 1 if entry.kind == "nphase" else 2
     vf2, vf3 = V.volume_fractions(lab2, n), V.volume_fractions(lab3, n)
     present = vf2 > 0
     sa2 = V.surface_area_density(lab2, n)["total"]
@@ -417,15 +420,6 @@ def _tile(a: np.ndarray, kind: str, edge: int) -> np.ndarray:
     return pad
 
 
-def _montage(rows: list[list[np.ndarray]]) -> np.ndarray:
-    width = max(sum(t.shape[1] for t in r) for r in rows)
-    out = []
-    for r in rows:
-        line = np.concatenate(r, axis=1)
-        out.append(np.pad(line, ((0, 0), (0, width - line.shape[1])), constant_values=255))
-    return np.concatenate(out, axis=0)
-
-
 def run(args: argparse.Namespace) -> int:
     realdata = Path(args.realdata)
     if not (realdata / "micrographs.csv").is_file():
@@ -453,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     for entry in entries:
         print(
             f"\n{entry.name} ({entry.kind}, {entry.image.shape[1]}x{entry.image.shape[0]}, "
-            f"{entry.note}); 2D anisotropy {_anisotropy(_binarise(entry)):.2f}"
+            f"{entry.note}); 2D anisotropy {_anisotropy(_binarise(entry, entry.image)):.2f}"
         )
         print(header)
         tiles = [_tile(entry.image, entry.kind, edge)]
@@ -480,19 +474,19 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    mio.write_png(out / "montage.png", _montage(montage_rows))
+    mio.write_png(out / "montage.png", np.block(montage_rows))
     mio.write_json(
         out / "results.json", {"candidates": [c.label for c in candidates], "results": results}
     )
     print(
         f"\nmontage (row: 2D crop, then z/y/x mid slices per candidate at the same "
-        f"pixel scale): {out / 'montage.png'}",
-        file=sys.stdout,
+        f"pixel scale): {out / 'montage.png'}"
     )
     return 0
 
 
-def _binarise(entry: Entry) -> np.ndarray:
+def _binarise(entry: Entry, a: np.ndarray) -> np.ndarray:
+    """Labels of ``a``: as they are (n-phase), else above the 2D image's Otsu level."""
     if entry.kind == "nphase":
-        return entry.image
-    return (entry.image > _otsu(entry.image)).astype(np.uint8)
+        return a
+    return (a > _otsu(entry.image)).astype(np.uint8)
