@@ -842,11 +842,11 @@ def test_cuda_baseline_and_optimised_losses_agree_at_start():
 
 
 def test_demo_preset_run_with_the_resize_stage_generates(train_png, tmp_path):
-    """The demo preset as it is (resize stage, cosine schedule, EMA), a few iterations:
+    """The demo preset as it is (resize stage, constant lr, EMA), a few iterations:
     loadable artefacts, and ``microlib generate`` works on them."""
     demo = get_preset("demo")
-    assert (demo.g_output_stage, demo.lr_schedule, demo.ema_decay) == ("resize", "cosine", 0.99)
-    assert demo.iterations == 450 and demo.lr_g == demo.lr_d == 5e-4 and demo.lr_min_frac == 0.05
+    assert (demo.g_output_stage, demo.lr_schedule, demo.ema_decay) == ("resize", "constant", 0.99)
+    assert demo.iterations == 600 and demo.lr_g == demo.lr_d == 5e-4
     out = tmp_path / "m"
     args = ["--preset", "demo", "--iterations", "3", "--threads", "1"]
     assert main(["train", str(train_png), "--out", str(out), *args]) == 0

@@ -30,6 +30,7 @@ from microlib.slicegan.stages import (
     holds_resize_stage,
     resize_conv,
     resize_forward,
+    upsample_mode,
 )
 
 FINAL_ACTIVATIONS = ("softmax", "tanh")
@@ -257,15 +258,20 @@ class Generator(nn.Module):
         for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
             # in place, as the original: BatchNorm's backward does not need its output
             x = F.relu_(bn(conv(x)))
-        x = last_stage(x, self.convs[-1], self.output_stage)
+        x = last_stage(x, self.convs[-1], self.output_stage, self.final)
         if not activate:
             return x
         return activate_output(x, self.final)
 
 
-def last_stage(x: torch.Tensor, conv: nn.Module, output_stage: str) -> torch.Tensor:
-    """Apply the generator's last layer ``conv`` as a transposed or resize stage."""
-    return resize_forward(x, conv) if output_stage == "resize" else conv(x)
+def last_stage(
+    x: torch.Tensor, conv: nn.Module, output_stage: str, final: str = "softmax"
+) -> torch.Tensor:
+    """Apply the generator's last layer ``conv`` as a transposed or resize stage (whose
+    upsampling follows the output activation ``final``)."""
+    if output_stage == "resize":
+        return resize_forward(x, conv, upsample_mode(final))
+    return conv(x)
 
 
 def activate_output(x: torch.Tensor, final: str) -> torch.Tensor:
@@ -348,7 +354,7 @@ class FusedGenerator(nn.Module):
         x = z
         for conv in self.convs[:-1]:
             x = F.relu_(conv(x))
-        return last_stage(x, self.convs[-1], self.output_stage)
+        return last_stage(x, self.convs[-1], self.output_stage, self.final)
 
 
 # --------------------------------------------------------------------------- CUDA flags

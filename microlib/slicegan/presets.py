@@ -20,20 +20,22 @@
     fractions swung by up to 4 points between 300 and 500 iterations.)
 ``demo``
     Cheaper per iteration (16-64-32-16-nc, critic 16-32-64, 2 critic iterations, small
-    batches) so several entries train in the offline demo's minutes: 450 iterations, ~100 s
-    on an idle core (~300 s on a busy shared one). Its generator ends in a resize-convolution
-    (``g_output_stage="resize"``, below) and trains with Adam 5e-4 on a cosine schedule down
-    to 5 % and a weight EMA (decay 0.99). Measured on the three-phase demo image 008 after
-    300 iterations (phase-fraction error in points / surface-area error / 3D anisotropy /
-    checkerboard ratio of 3D volume vs 2D image): the transposed-convolution output stage
-    gave 6.6 / 362 % / 1.95 / 0.161 vs 0.024, the resize stage 3.9 / 1.7 % / 1.09 / 0.025 vs
-    0.024; on the two-phase image 003 after 450 iterations with the EMA, 3.0 / 4.9 % / 1.20.
-    This preset on 008 (450 iterations, seed 0, a 128^3 volume): 5.0 / 6.1 % / 1.35 /
-    0.0060 vs 0.0056 (``microlib validate``, no flags).
+    batches) so several entries train in the offline demo's minutes: 600 iterations,
+    ~130-180 s on an idle core. Its generator ends in a resize-convolution
+    (``g_output_stage="resize"``, below) and trains with Adam 5e-4 (constant: a cosine
+    decay to 5 % was no better) and a weight EMA (decay 0.99). Measured on the demo's
+    images (phase-fraction error in points / surface-area error / 3D anisotropy /
+    checkerboard score of 3D slices vs the 2D image, one seed, 128^3): the old
+    transposed-convolution stage after 300 iterations gave 4.8 / 22.9 % / 1.78 /
+    0.038 vs 0.027 (two-phase 003) and 3.2 / 378 % / 2.02 / 0.182 vs 0.024 (three-phase
+    008); with the resize stage and EMA, 1.1 / 4.4 % / 1.22 / 0.028 (003, 600 iterations)
+    and 4.0 / 1.4 % / 1.07 / 0.025 (008, 450 iterations); grey 011 1.6 / 16.9 % / 1.17,
+    colour 014 3.2 / 17.4 % / 1.31 (nearest-neighbour upsampling for both).
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib
-and SliceGAN. ``"resize"`` replaces it by trilinear x2 upsampling, a k3 convolution and a
+and SliceGAN. ``"resize"`` replaces it by x2 upsampling (trilinear for n-phase, nearest for grey and
+colour), a k3 convolution and a
 one-voxel crop (:mod:`microlib.slicegan.stages`): the same ``2 n - 4`` output voxels, so the
 last ``gk/gs/gp`` entry stays the k4 s2 p3 it stands in for and sizes, tiling and critic
 are unchanged, without the transposed convolution's checkerboard in 3D. The stage is
@@ -273,10 +275,8 @@ PRESETS: dict[str, Preset] = {
         critic_iters=2,
         lr_g=5e-4,
         lr_d=5e-4,
-        iterations=450,
+        iterations=600,
         ema_decay=0.99,
-        lr_schedule="cosine",
-        lr_min_frac=0.05,
         g_output_stage="resize",
         notes="offline demo on one core",
     ),
