@@ -178,6 +178,8 @@ class ModelParams:
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    # family (AdaIN-conditioned) generators: kind, code length, code range, members' codes
+    conditional: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.image_type not in IMAGE_TYPES:
@@ -305,6 +307,7 @@ class ModelParams:
             "training": self.training,
             "source": self.source,
             "versions": self.versions,
+            **({"conditional": self.conditional} if self.conditional else {}),
             "finished": bool(self.finished),
         }
 
@@ -342,6 +345,7 @@ class ModelParams:
                 source=dict(d.get("source") or {}),
                 versions=dict(d.get("versions") or {}),
                 finished=bool(d.get("finished")),
+                conditional=dict(d["conditional"]) if d.get("conditional") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(
