@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "annotate": "microlib.benchmarks.annotate",
     "inpaint": "microlib.benchmarks.inpaint",
     "validate": "microlib.benchmarks.validate",
+    "adain": "microlib.benchmarks.adain",
 }
 
 
