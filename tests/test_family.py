@@ -266,9 +266,10 @@ SLOW_PRESET = Preset(
     critic_iters=2,
     lr_g=5e-4,
     lr_d=5e-4,
-    iterations=800,
+    iterations=1200,
+    ema_decay=0.99,
 )
-SLOW_INTERMEDIATE = (0.2, 0.25, 0.3, 0.425, 0.475, 0.525)
+SLOW_INTERMEDIATE = (0.2, 0.25, 0.3, 0.475)
 
 
 @pytest.mark.slow

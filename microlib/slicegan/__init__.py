@@ -4,6 +4,11 @@ latent planning / tile sizing of generation (:mod:`microlib.slicegan.plan`).
 Training lives in :mod:`microlib.train`, generation in :mod:`microlib.generate`.
 """
 
+from microlib.slicegan.adain import (
+    AdaINGenerator,
+    generator_at_code,
+    load_conditional_generator,
+)
 from microlib.slicegan.networks import (
     Critic,
     FusedGenerator,
@@ -33,6 +38,7 @@ from microlib.slicegan.presets import PRESETS, Preset, get_preset
 __all__ = [
     "IMAGE_TYPES",
     "PRESETS",
+    "AdaINGenerator",
     "Critic",
     "FusedGenerator",
     "Generator",
@@ -42,10 +48,12 @@ __all__ = [
     "check_transpose_conv_rules",
     "critic_output_size",
     "find_model_name",
+    "generator_at_code",
     "generator_geometry",
     "generator_output_size",
     "generator_state_for_original",
     "get_preset",
+    "load_conditional_generator",
     "load_critic_state",
     "load_generator_state",
     "load_model_params",
