@@ -78,6 +78,13 @@ def load_generator(
     params : ModelParams
     """
     params = load_model_params(model_dir, name=name, image_type=image_type)
+    if params.conditional:
+        # its weights hold a code MLP and no BatchNorm: a code must pick the structure
+        lo, hi = params.conditional["code_range"]
+        raise MicrolibError(
+            f"a family (conditional) model: give a code in [{lo:g}, {hi:g}] (CLI: --code)",
+            entry=params.name,
+        )
     try:
         # on the meta device: the weights are loaded next, a random init would be wasted
         with torch.device("meta"):
@@ -299,6 +306,9 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
             },
         }
     )
+    if params.conditional and "code" in params.conditional:
+        # a family generator taken at one code (see microlib.slicegan.adain)
+        meta["generator"]["code"] = params.conditional["code"]
     return meta
 
 

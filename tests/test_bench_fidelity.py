@@ -36,15 +36,28 @@ def test_bench_fidelity_prints_per_entry_rows_means_and_writes_a_montage(tmp_pat
     out = tmp_path / "out"
     args = ["bench", "fidelity", "--realdata", str(real), "--out", str(out), "--size", "32"]
     args += ["--preset", "tiny", "--iterations", "2", "--baseline-iterations", "2"]
-    args += ["--recipe-iterations", "2", "--threads", "1"]
+    args += ["--demo-iterations", "2", "--threads", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for cand in ("baseline", "preset", "recipe"):
+    assert "transpose stage, no EMA" in text and "resize stage, EMA 0.99" in text, text
+    for cand in ("baseline", "demo", "preset"):
         assert len(re.findall(rf"^\s+{cand}\s+[\d.]+", text, re.M)) == 3, text  # 2 rows + mean
-    assert "means over entries" in text and "MicroLib reported" in text, text
+    assert "means over 2 entries" in text and "MicroLib reported" in text, text
     montage = mio.read_image(out / "montage.png")
     assert montage.shape[0] == 2 * 36 and montage.shape[1] == 10 * 36, montage.shape
-    assert (out / "results.json").is_file()
+    doc = mio.read_json(out / "results.json")
+    assert set(doc["means"]) == {"baseline", "demo", "preset"}
+    assert [r["entry"] for r in doc["results"]["demo"]] == ["001", "002"]
+
+
+def test_bench_fidelity_named_entries_only(tmp_path, capsys):
+    real = _realdata(tmp_path / "realdata")
+    args = ["bench", "fidelity", "--realdata", str(real), "--out", str(tmp_path / "out")]
+    args += ["--size", "32", "--entries", "002", "--candidates", "demo", "--demo-iterations", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "\n002 (grayscale" in text and "\n001 (" not in text, text
+    assert len(re.findall(r"^\s+demo\s+[\d.]+", text, re.M)) == 2, text
 
 
 def test_bench_fidelity_without_realdata_says_so(tmp_path, capsys):

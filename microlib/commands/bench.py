@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "inpaint": "microlib.benchmarks.inpaint",
     "validate": "microlib.benchmarks.validate",
     "fidelity": "microlib.benchmarks.fidelity",
+    "adain": "microlib.benchmarks.adain",
 }
 
 

@@ -9,6 +9,7 @@ single pass.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -19,6 +20,12 @@ from tqdm import tqdm
 
 from microlib.device import DEVICE_CHOICES, resolve_device
 from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
+from microlib.slicegan.adain import (
+    check_code,
+    generator_at_code,
+    load_conditional_generator,
+)
+from microlib.slicegan.params import load_model_params
 
 log = logging.getLogger("microlib.generate")
 
@@ -53,6 +60,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", help="tile edge in voxels (N or Z,Y,X), rounded up to the stride")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
+        "--code",
+        type=float,
+        help="family (conditional) models: the code of the structure to generate, within "
+        "the trained range",
+    )
+    p.add_argument(
+        "--extrapolate",
+        action="store_true",
+        help="allow a --code outside the trained range (warned about)",
+    )
+    p.add_argument(
         "--no-rule-check",
         action="store_true",
         help="load a historical generator that breaks the transposed-convolution "
@@ -65,13 +83,26 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device).type
-    net, params = load_generator(
-        args.model_dir,
-        device=device,
-        name=args.name,
-        image_type=args.image_type,
-        check_rules=not args.no_rule_check,
-    )
+    if args.code is not None:
+        # refuse a bad code before loading any weights
+        for warning in check_code(
+            load_model_params(args.model_dir, name=args.name), args.code, args.extrapolate
+        ):
+            log.warning("%s", warning)
+        family, params = load_conditional_generator(args.model_dir, device=device, name=args.name)
+        net = generator_at_code(family, args.code, params.lz)
+        params = dataclasses.replace(
+            params, conditional={**params.conditional, "code": float(args.code)}
+        )
+        log.info("%s: generating at code %g", params.name, args.code)
+    else:
+        net, params = load_generator(
+            args.model_dir,
+            device=device,
+            name=args.name,
+            image_type=args.image_type,
+            check_rules=not args.no_rule_check,
+        )
     plan = plan_generation(params, args.size, args.periodic)
     for note in plan.notes:
         log.info("%s: %s", params.name, note)

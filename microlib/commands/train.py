@@ -2,7 +2,9 @@
 
 One image trains an isotropic generator (one critic); three images train an anisotropic
 one (image ``i`` is the section normal to output axis ``i``: Z, Y, X of the TIFF); a 3D
-``.tif`` of labels trains on its slices along each axis. An image with a few distinct
+``.tif`` of labels trains on its slices along each axis. With ``--codes a,b,c`` the images
+are instead members of one family, each isotropic, and one AdaIN-conditioned generator is
+trained on all of them (:mod:`microlib.train.family_run`). An image with a few distinct
 values (e.g. a 0/255 PNG) is taken as n-phase without flags; grey micrographs need
 ``--image-type``.
 
@@ -16,8 +18,11 @@ import argparse
 from pathlib import Path
 
 from microlib.device import DEVICE_CHOICES
+from microlib.errors import MicrolibError
+from microlib.slicegan.adain import DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
 from microlib.slicegan.presets import PRESETS, get_preset
 from microlib.train import LR_SCHEDULES, Optimisations, TrainConfig, train_run
+from microlib.train.family_run import FamilyConfig, family_train_run, parse_codes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="IMAGE",
         help="training image (PNG/TIFF), three images for anisotropic training "
-        "(sections normal to Z, Y, X), or one 3D .tif of labels",
+        "(sections normal to Z, Y, X), or one 3D .tif of labels; with --codes, the "
+        "members of one family (each isotropic)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory")
     p.add_argument("--name", help="model name (default: stem of the first image)")
@@ -95,6 +101,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hp.add_argument(
         "--anisotropic", action="store_true", help="one critic per axis for a 3D .tif input"
     )
+    fa = p.add_argument_group("family (conditional) training")
+    fa.add_argument(
+        "--codes",
+        metavar="A,B,...",
+        help="one code per image (same order): train one AdaIN generator for the family; "
+        "generate with --code between them",
+    )
+    fa.add_argument(
+        "--code-dim",
+        type=int,
+        default=DEFAULT_CODE_DIM,
+        help=f"length of the code vector c = code * 1 (default {DEFAULT_CODE_DIM})",
+    )
+    fa.add_argument(
+        "--code-hidden",
+        type=int,
+        default=DEFAULT_CODE_HIDDEN,
+        help=f"width of the code MLP (default {DEFAULT_CODE_HIDDEN})",
+    )
     mo = p.add_argument_group("quality monitoring and stop rule")
     mo.add_argument(
         "--monitor-every",
@@ -148,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         stop_patience=args.stop_patience,
         stop_min_iterations=args.stop_min_iterations,
     )
+    if args.codes is not None:
+        return _run_family(args, preset)
     cfg = TrainConfig(
         images=[Path(x) for x in args.images],
         out=Path(args.out),
@@ -173,3 +200,29 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_minutes=args.checkpoint_minutes,
     )
     return train_run(cfg)
+
+
+def _run_family(args: argparse.Namespace, preset) -> int:
+    codes = parse_codes(args.codes, len(args.images))
+    if args.anisotropic:
+        raise MicrolibError("--codes trains isotropic family members; drop --anisotropic")
+    cfg = FamilyConfig(
+        images=[Path(x) for x in args.images],
+        codes=codes,
+        out=Path(args.out),
+        preset=preset,
+        name=args.name,
+        code_dim=args.code_dim,
+        code_hidden=args.code_hidden,
+        image_type=args.image_type,
+        phases=args.phases,
+        voxel_size=args.voxel_size,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        force=args.force,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_minutes=args.checkpoint_minutes,
+    )
+    return family_train_run(cfg)

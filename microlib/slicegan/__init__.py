@@ -6,6 +6,11 @@ generator's output stages (transposed or resize convolution) are in
 Training lives in :mod:`microlib.train`, generation in :mod:`microlib.generate`.
 """
 
+from microlib.slicegan.adain import (
+    AdaINGenerator,
+    generator_at_code,
+    load_conditional_generator,
+)
 from microlib.slicegan.networks import (
     Critic,
     FusedGenerator,
@@ -37,6 +42,7 @@ __all__ = [
     "IMAGE_TYPES",
     "OUTPUT_STAGES",
     "PRESETS",
+    "AdaINGenerator",
     "Critic",
     "FusedGenerator",
     "Generator",
@@ -46,10 +52,12 @@ __all__ = [
     "check_transpose_conv_rules",
     "critic_output_size",
     "find_model_name",
+    "generator_at_code",
     "generator_geometry",
     "generator_output_size",
     "generator_state_for_original",
     "get_preset",
+    "load_conditional_generator",
     "load_critic_state",
     "load_generator_state",
     "load_model_params",

@@ -187,6 +187,8 @@ class ModelParams:
     versions: dict[str, str] = field(default_factory=dict)
     finished: bool = False
     g_output_stage: str = "transpose"
+    # family (AdaIN-conditioned) generators: kind, code length, code range, members' codes
+    conditional: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_output_stage(self.g_output_stage, self.gk[-1], self.gs[-1], self.gp[-1], self.name)
@@ -316,6 +318,7 @@ class ModelParams:
             "training": self.training,
             "source": self.source,
             "versions": self.versions,
+            **({"conditional": self.conditional} if self.conditional else {}),
             "finished": bool(self.finished),
         }
 
@@ -354,6 +357,7 @@ class ModelParams:
                 versions=dict(d.get("versions") or {}),
                 finished=bool(d.get("finished")),
                 g_output_stage=str(d.get("g_output_stage", "transpose")),
+                conditional=dict(d["conditional"]) if d.get("conditional") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(

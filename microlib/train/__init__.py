@@ -5,7 +5,9 @@
 * :mod:`microlib.train.optim` -- speed switches, learning-rate schedule, weight EMA;
 * :mod:`microlib.train.monitor` -- quality checks while training and the stop rule;
 * :mod:`microlib.train.run` -- one restartable run (:func:`train_run`): resume, the loop,
-  signals and the output files.
+  signals and the output files;
+* :mod:`microlib.train.family` / :mod:`microlib.train.family_run` -- one AdaIN-conditioned
+  generator for a family of images (:class:`FamilyTrainer`, :func:`family_train_run`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from microlib.train.data import (
     make_training_set,
     prepare_training_array,
 )
+from microlib.train.family import FamilyTrainer
+from microlib.train.family_run import FamilyConfig, family_train_run
 from microlib.train.optim import LR_SCHEDULES, GeneratorEMA, Optimisations, lr_factor
 from microlib.train.outputs import LOG_COLUMNS, read_training_input
 from microlib.train.run import TrainConfig, train_run
@@ -28,12 +32,15 @@ __all__ = [
     "LR_SCHEDULES",
     "MAX_PHASES",
     "TRAIN_STATE_FORMAT",
+    "FamilyConfig",
+    "FamilyTrainer",
     "GeneratorEMA",
     "Optimisations",
     "SliceGANTrainer",
     "TrainConfig",
     "TrainingSet",
     "cuda_backend_flags",
+    "family_train_run",
     "infer_image_type",
     "lr_factor",
     "make_training_set",

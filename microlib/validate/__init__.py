@@ -9,6 +9,8 @@ Modules:
 - :mod:`~microlib.validate.grey` — grey histograms, Wasserstein-1, autocovariance;
 - :mod:`~microlib.validate.fidelity` — per-axis surface area density, anisotropy,
   checkerboard (Nyquist-power) score, S2 curve error;
+- :mod:`~microlib.validate.feature` — feature size (correlation length, mean chord
+  length), used to check a family generator's interpolation;
 - :mod:`~microlib.validate.calibrate` — flag thresholds calibrated on a real volume;
 - :mod:`~microlib.validate.compare` — the metrics document of one entry.
 
@@ -33,6 +35,7 @@ from microlib.validate.compare import (
     grey_metrics,
     nphase_metrics,
 )
+from microlib.validate.feature import feature_size, is_monotone, mean_chord_lengths
 from microlib.validate.fidelity import (
     CHECKERBOARD_FLOOR,
     NYQUIST_BAND,
@@ -86,13 +89,16 @@ __all__ = [
     "compare",
     "correlation_length",
     "default_max_lag",
+    "feature_size",
     "fidelity_block",
     "fidelity_flags",
     "grey_anisotropy",
     "grey_autocovariance",
     "grey_gradient_axes",
     "grey_histogram",
+    "is_monotone",
     "grey_metrics",
+    "mean_chord_lengths",
     "nphase_metrics",
     "percolation",
     "s2_curve_error",
