@@ -16,9 +16,8 @@ import numpy as np
 
 from microlib import io as mio
 from microlib import media as M
-from microlib.datatypes import NPHASE_TYPES
+from microlib.datatypes import NPHASE_TYPES, infer_data_type
 from microlib.errors import MicrolibError
-from microlib.inpaint import infer_data_type
 
 log = logging.getLogger("microlib.media")
 

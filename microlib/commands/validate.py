@@ -15,9 +15,9 @@ import numpy as np
 
 from microlib import io as mio
 from microlib import validate as V
+from microlib.datatypes import infer_data_type
 from microlib.device import resolve_device
 from microlib.errors import MicrolibError
-from microlib.inpaint import infer_data_type
 
 log = logging.getLogger("microlib.validate")
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from microlib.datatypes import DATA_TYPES, NPHASE_TYPES
+from microlib.datatypes import DATA_TYPES, NPHASE_TYPES, infer_data_type
 from microlib.errors import MicrolibError
 from microlib.inpaint.classical import inpaint_biharmonic, inpaint_ns, inpaint_telea
 from microlib.inpaint.encoding import (
@@ -66,7 +66,6 @@ from microlib.inpaint.encoding import (
     composite,
     decode,
     encode,
-    infer_data_type,
     n_channels,
 )
 from microlib.inpaint.exemplar import EXEMPLAR_DEFAULTS, inpaint_exemplar, match_costs

@@ -64,22 +64,6 @@ def check_inputs(image: np.ndarray, mask: np.ndarray, data_type: str, n_phases: 
     return mask > 0
 
 
-def infer_data_type(image: np.ndarray, max_phases: int = 10) -> tuple[str, int]:
-    """Guess ``(data_type, n_phases)`` for an image that carries no metadata.
-
-    RGB is ``colour``; a 2D array whose values are exactly ``0..k-1`` with
-    ``2 <= k <= max_phases`` is an n-phase label image; anything else is grayscale.
-    """
-    image = np.asarray(image)
-    if image.ndim == 3:
-        return "colour", 3
-    values = np.unique(image)
-    k = len(values)
-    if 2 <= k <= max_phases and values[0] == 0 and values[-1] == k - 1:
-        return {2: "twophase", 3: "threephase"}.get(k, "nphase"), k
-    return "grayscale", 1
-
-
 def n_channels(data_type: str, n_phases: int) -> int:
     """Channels of the network representation: one-hot for n-phase, 1 grey, 3 colour."""
     if data_type in NPHASE_TYPES:
