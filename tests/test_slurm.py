@@ -234,7 +234,9 @@ def test_readme_cluster_command_runs_a_real_job_from_a_fresh_shell(cluster, tmp_
     shell with nothing else set up: its first job goes through sbatch and finds `microlib`."""
     wf = workflow_copy(tmp_path / "fresh")
     venv = Path(env()["PATH"].split(os.pathsep)[0]).parent
+    # what a login shell has before anything of ours is set up
     fresh = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    fresh.update({k: os.environ[k] for k in ("USER", "LOGNAME") if k in os.environ})
     # a development checkout may be importable only through PYTHONPATH; `make install`
     # (pip install -e .) needs nothing
     if os.environ.get("PYTHONPATH"):
