@@ -20,7 +20,7 @@ from microlib.slicegan.adain import (
     with_code_channel,
 )
 from microlib.slicegan.params import ModelParams
-from microlib.slicegan.presets import Preset, get_preset
+from microlib.slicegan.presets import get_preset
 from microlib.train import make_training_set
 from microlib.train.family import FamilyTrainer, rounded_batch
 from microlib.train.family_run import FamilyConfig, family_train_run, parse_codes
@@ -247,28 +247,7 @@ def test_feature_size_grows_with_blur_and_scales_to_micrometres():
 # --------------------------------------------------------------------------- slow
 
 
-SLOW_PRESET = Preset(
-    name="family-test",
-    nz=8,
-    g_hidden=(64, 32, 16),
-    gk=(4, 4, 4, 4),
-    gs=(2, 2, 2, 2),
-    gp=(2, 2, 2, 3),
-    d_hidden=(16, 32, 64),
-    dk=(4, 4, 4, 4),
-    ds=(2, 2, 2, 2),
-    dp=(1, 1, 1, 0),
-    l=32,
-    lz=4,
-    batch_size=12,
-    g_batch_size=3,
-    d_batch_size=3,
-    critic_iters=2,
-    lr_g=5e-4,
-    lr_d=5e-4,
-    iterations=1200,
-    ema_decay=0.99,
-)
+SLOW_PRESET = get_preset("family").replace(name="family-test", iterations=1200, ema_decay=0.99)
 SLOW_INTERMEDIATE = (0.2, 0.25, 0.3, 0.475)
 
 

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from microlib.device import DEVICE_CHOICES, resolve_device
 from microlib.slicegan.adain import generator_at_code
-from microlib.slicegan.presets import Preset
+from microlib.slicegan.presets import get_preset
 from microlib.train import SliceGANTrainer, make_training_set
 from microlib.train.family import FamilyTrainer
 from microlib.validate import feature_size, is_monotone
@@ -35,27 +35,7 @@ from microlib.validate import feature_size, is_monotone
 HELP = "family (AdaIN) generator: feature size vs code, and cost vs one run per member"
 
 # the reduced network of the slow interpolation test: four transposed convolutions
-BENCH_PRESET = Preset(
-    name="family-bench",
-    nz=8,
-    g_hidden=(64, 32, 16),
-    gk=(4, 4, 4, 4),
-    gs=(2, 2, 2, 2),
-    gp=(2, 2, 2, 3),
-    d_hidden=(16, 32, 64),
-    dk=(4, 4, 4, 4),
-    ds=(2, 2, 2, 2),
-    dp=(1, 1, 1, 0),
-    l=32,
-    lz=4,
-    batch_size=12,
-    g_batch_size=3,
-    d_batch_size=3,
-    critic_iters=2,
-    lr_g=5e-4,
-    lr_d=5e-4,
-    iterations=800,
-)
+BENCH_PRESET = get_preset("family")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -283,8 +283,24 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# A CPU-sized family (AdaIN-conditioned) network: the demo's layer stack with a smaller
+# latent and balanced member batches (3 per step); the conditional generator has its own
+# output stage, so the plain transposed one is recorded.
+PRESETS["family"] = PRESETS["demo"].replace(
+    name="family",
+    nz=8,
+    batch_size=12,
+    g_batch_size=3,
+    d_batch_size=3,
+    g_output_stage="transpose",
+    ema_decay=0.0,
+    iterations=800,
+    notes="family (AdaIN) generator on a CPU: benchmark and slow test",
+)
+
+
 def get_preset(name: str) -> Preset:
-    """Return the named preset (``microlib``, ``table1``, ``tiny``, ``demo``)."""
+    """Return the named preset (``microlib``, ``table1``, ``tiny``, ``demo``, ``family``)."""
     try:
         return PRESETS[name]
     except KeyError:
