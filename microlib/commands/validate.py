@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         log.info(
-            "%s: grey mean error %.2f, W1 %.2f, autocovariance error %.4f, flags: %s (%.1f s)",
+            "%s: grey mean error %.2f, Wasserstein-1 %.2f, autocovariance error %.4f, flags: %s (%.1f s)",
             entry,
             s["grey_mean_abs_error"],
             s["grey_w1"],

@@ -338,7 +338,7 @@ def grey_metrics(
     Returns
     -------
     dict
-        ``channels`` (mean/std/W1 per channel: one for grey, R/G/B for colour),
+        ``channels`` (mean/std/Wasserstein-1 per channel: one for grey, R/G/B for colour),
         ``autocovariance`` (of the grey level, or the channel mean for colour: 2D and 3D
         means over axes, per axis, and correlation lengths), ``fidelity``
         (:func:`fidelity_block` of the grey level), ``summary`` (with ``flags`` and
@@ -423,7 +423,7 @@ def grey_metrics(
         )
     if summary["grey_w1"] > th["grey_w1"]:
         flags["grey_histogram_error"] = (
-            f"grey histograms {summary['grey_w1']:.1f} grey levels apart (W1) > {th['grey_w1']:g}"
+            f"grey histograms {summary['grey_w1']:.1f} grey levels apart (Wasserstein-1) > {th['grey_w1']:g}"
         )
     if summary["autocov_mean_abs_error"] > th["autocov_mean_abs_error"]:
         flags["autocovariance_error"] = (
