@@ -14,7 +14,6 @@ Latent planning and tile sizing (why tiles are exact, how periodicity works) liv
 from __future__ import annotations
 
 import contextlib
-import glob
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ import torch
 
 from microlib.errors import MicrolibError
 from microlib.io import atomic_path, entry_id
+from microlib.io import remove_stale_parts as remove_parts_beside
 from microlib.slicegan.networks import (
     FusedGenerator,
     Generator,
@@ -313,20 +313,14 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
 
 
 def remove_stale_parts(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files that an interrupted write of ``path`` left behind.
+    """Delete every temporary file that an interrupted write of ``path`` left behind.
 
-    :func:`microlib.io.atomic_path` writes ``.{name}.<random>.tif.part`` next to the target
-    and removes it on any exception, but a killed process (SIGKILL, out of memory) cannot;
-    for a large volume that is gigabytes that no rerun would ever reuse.
+    :func:`microlib.io.atomic_path` removes its temporary file on any exception, but a
+    killed process (SIGKILL, out of memory) cannot; for a large volume that is gigabytes
+    that no rerun would ever reuse. The generate job is the only writer of its volume, so
+    young leftovers go too (``atomic_path`` alone keeps those of the last minute).
     """
-    p = Path(path)
-    removed = []
-    if p.parent.is_dir():
-        for stale in p.parent.glob(f".{glob.escape(p.name)}.*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-                removed.append(stale)
-    return removed
+    return remove_parts_beside(path, ".part", min_age_s=0.0)
 
 
 def generate_to_tif(

@@ -40,7 +40,9 @@ _FILE_MODE = _default_mode()
 STALE_PART_AGE_S = 60.0
 
 
-def remove_stale_parts(path: str | os.PathLike, part_suffix: str = ".part") -> list[Path]:
+def remove_stale_parts(
+    path: str | os.PathLike, part_suffix: str = ".part", min_age_s: float = STALE_PART_AGE_S
+) -> list[Path]:
     """Remove temporary files that an interrupted :func:`atomic_path` left beside ``path``.
 
     Parameters
@@ -49,6 +51,9 @@ def remove_stale_parts(path: str | os.PathLike, part_suffix: str = ".part") -> l
         The destination file.
     part_suffix : str
         Suffix of the temporary files (the destination's suffix + ``.part``).
+    min_age_s : float
+        Leave files modified more recently than this (a writer may still be running);
+        0 removes every leftover, for a caller that knows it is the only writer.
 
     Returns
     -------
@@ -60,7 +65,7 @@ def remove_stale_parts(path: str | os.PathLike, part_suffix: str = ".part") -> l
     now = time.time()
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(part_suffix)}"):
         with contextlib.suppress(FileNotFoundError):
-            if now - stale.stat().st_mtime >= STALE_PART_AGE_S:
+            if now - stale.stat().st_mtime >= min_age_s:
                 stale.unlink()
                 removed.append(stale)
     return removed
