@@ -26,15 +26,19 @@ import torch
 from microlib.errors import MicrolibError
 from microlib.slicegan.adain import AdaINGenerator, conditional_critic, with_code_channel
 from microlib.slicegan.networks import critic_output_size, generator_output_size
-from microlib.slicegan.presets import RUN_CONTROL_FIELDS, Preset
+from microlib.slicegan.presets import Preset
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
+    apply_lr_schedule,
     diff_keys,
     lr_factor,
+    module_state_cpu,
     opt_state_cpu,
+    restore_rng,
+    run_defining_preset,
 )
-from microlib.train.trainer import slices_along
+from microlib.train.trainer import encode_crops, mean_losses, slices_along
 
 FAMILY_STATE_FORMAT = "microlib-slicegan-family-train/1"
 
@@ -129,13 +133,6 @@ class FamilyTrainer:
 
     # ----------------------------------------------------------------- data
 
-    def _encode(self, crops: torch.Tensor) -> torch.Tensor:
-        if self.image_type == "nphase":
-            return (crops.unsqueeze(1) == self._phase_ids.view(1, -1, 1, 1)).float()
-        if self.image_type == "grayscale":
-            return crops.unsqueeze(1).float().div_(255.0)
-        return crops.permute(0, 3, 1, 2).float().div_(255.0)
-
     def member_of(self, n: int) -> torch.Tensor:
         """Member index of batch items ``0..n-1`` (``b mod M``)."""
         return torch.arange(n, device=self.device) % len(self.members)
@@ -151,7 +148,7 @@ class FamilyTrainer:
             out.append(src[(oy.view(-1, 1) + ar).unsqueeze(2), (ox.view(-1, 1) + ar).unsqueeze(1)])
         # interleave so that crop j belongs to member j mod M
         crops = torch.stack(out, dim=1).reshape(batch, *out[0].shape[1:])
-        return self._encode(crops)
+        return encode_crops(crops, self.image_type, self._phase_ids)
 
     def noise(self, batch: int) -> torch.Tensor:
         lz = self.preset.lz
@@ -186,11 +183,7 @@ class FamilyTrainer:
         """One generator iteration: ``critic_iters`` critic iterations, one G update."""
         p = self.preset
         self.G.train()
-        if p.lr_schedule != "constant":
-            f = lr_factor(p.lr_schedule, self.iteration, p.iterations, p.lr_min_frac)
-            for opt, lr in ((self.opt_g, p.lr_g), (self.opt_d, p.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = float(lr) * f
+        apply_lr_schedule(p, self.iteration, self.opt_g, [self.opt_d])
         for _ in range(p.critic_iters):
             with torch.no_grad():
                 fake = self.G(self.noise(self.d_batch), self._codes[self.member_of(self.d_batch)])
@@ -229,15 +222,7 @@ class FamilyTrainer:
         """Mean losses since the last call, or None if no step ran."""
         v = self._acc.tolist()
         self._acc.zero_()
-        nd, ng = v[4], v[5]
-        if nd == 0 and ng == 0:
-            return None
-        return {
-            "critic_loss": v[0] / max(nd, 1),
-            "generator_loss": v[1] / max(ng, 1),
-            "wasserstein": v[2] / max(nd, 1),
-            "gp": v[3] / max(nd, 1),
-        }
+        return mean_losses(v)
 
     # ----------------------------------------------------------------- state
 
@@ -248,12 +233,7 @@ class FamilyTrainer:
         """What defines the run (a resumed run must match it)."""
         p = self.preset
         return {
-            "preset": {
-                k: v
-                for k, v in p.to_dict().items()
-                if k not in RUN_CONTROL_FIELDS
-                or (k == "iterations" and p.lr_schedule != "constant")
-            },
+            "preset": run_defining_preset(p),
             "image_type": self.image_type,
             "nc": self.nc,
             "seed": self.seed,
@@ -265,16 +245,12 @@ class FamilyTrainer:
 
     def state_dict(self) -> dict:
         """Networks, optimisers, RNG, iteration: plain containers (``weights_only`` safe)."""
-
-        def cpu(sd):
-            return {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in sd.items()}
-
         return {
             "format": FAMILY_STATE_FORMAT,
             "iteration": self.iteration,
             "config": json.dumps(self.config(), sort_keys=True),
-            "generator": cpu(self.G.state_dict()),
-            "critic": cpu(self.D.state_dict()),
+            "generator": module_state_cpu(self.G.state_dict()),
+            "critic": module_state_cpu(self.D.state_dict()),
             "opt_g": opt_state_cpu(self.opt_g.state_dict()),
             "opt_d": opt_state_cpu(self.opt_d.state_dict()),
             "rng_state": self.rng.get_state(),
@@ -300,16 +276,11 @@ class FamilyTrainer:
                 f"({', '.join(sorted(diff_keys(mine, theirs)))}); rerun with the same "
                 "settings or --force"
             )
-        notes = []
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        if state.get("rng_device") == self.device.type:
-            self.rng.set_state(state["rng_state"])
-        else:
-            self.rng.manual_seed(self.seed * 1_000_003 + int(state["iteration"]))
-            notes.append("state saved on another device: random stream re-seeded")
+        notes = restore_rng(self.rng, state, self.seed, self.device)
         self._acc.copy_(state["acc"].to(self.device))
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from microlib.errors import MicrolibError
+from microlib.slicegan.presets import RUN_CONTROL_FIELDS, Preset
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
@@ -170,7 +172,60 @@ class GeneratorEMA:
             p.copy_(sd[k])
 
 
+def apply_lr_schedule(
+    preset: Preset,
+    iteration: int,
+    opt_g: torch.optim.Optimizer,
+    opt_ds: Sequence[torch.optim.Optimizer],
+) -> None:
+    """Set the generator's and critics' learning rates for step ``iteration``.
+
+    A constant schedule leaves the optimisers untouched, exactly as the original code had
+    them.
+    """
+    p = preset
+    if p.lr_schedule == "constant":
+        return
+    f = lr_factor(p.lr_schedule, iteration, p.iterations, p.lr_min_frac)
+    for group in opt_g.param_groups:
+        group["lr"] = float(p.lr_g) * f
+    for opt in opt_ds:
+        for group in opt.param_groups:
+            group["lr"] = float(p.lr_d) * f
+
+
 # --------------------------------------------------------------------------- state helpers
+
+
+def run_defining_preset(preset: Preset) -> dict:
+    """The preset fields a resumed run must match: all but the run-control ones, and
+    ``iterations`` too when the learning-rate schedule is stretched over it."""
+    return {
+        k: v
+        for k, v in preset.to_dict().items()
+        if k not in RUN_CONTROL_FIELDS or (k == "iterations" and preset.lr_schedule != "constant")
+    }
+
+
+def module_state_cpu(sd: dict) -> dict:
+    """A module's state dict as contiguous CPU tensors (``weights_only``-loadable)."""
+    return {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v) for k, v in sd.items()}
+
+
+def restore_rng(rng: torch.Generator, state: dict, seed: int, device: torch.device) -> list[str]:
+    """Restore a trainer's random generator from its saved state; returns warnings.
+
+    Generator states are device-specific: a state saved on another device type continues
+    with a seed derived from ``seed`` and the saved iteration (not bit-identical).
+    """
+    if state.get("rng_device") == device.type:
+        rng.set_state(state["rng_state"])
+        return []
+    rng.manual_seed(seed * 1_000_003 + int(state["iteration"]))
+    return [
+        f"state saved on {state.get('rng_device')}, resumed on "
+        f"{device.type}: random stream re-seeded (not bit-identical)"
+    ]
 
 
 def keep_impl_flags(saved: dict, opt: torch.optim.Optimizer) -> dict:

@@ -27,16 +27,20 @@ from microlib.slicegan.networks import (
     cuda_backend_flags,
     generator_output_size,
 )
-from microlib.slicegan.presets import RUN_CONTROL_FIELDS, Preset
+from microlib.slicegan.presets import Preset
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
     Optimisations,
+    apply_lr_schedule,
     count_step_flops,
     diff_keys,
     keep_impl_flags,
     lr_factor,
+    module_state_cpu,
     opt_state_cpu,
+    restore_rng,
+    run_defining_preset,
 )
 
 TRAIN_STATE_FORMAT = "microlib-slicegan-train/1"
@@ -54,6 +58,30 @@ def slices_along(volumes: torch.Tensor, axis: int) -> torch.Tensor:
     b, c = volumes.shape[:2]
     moved = volumes.movedim(2 + axis, 1)
     return moved.reshape(b * moved.shape[1], c, *moved.shape[3:])
+
+
+def encode_crops(crops: torch.Tensor, image_type: str, phase_ids: torch.Tensor) -> torch.Tensor:
+    """uint8 crops ``(B, l, l)`` or ``(B, l, l, 3)`` -> float network input ``(B, nc, l, l)``:
+    one-hot over ``phase_ids`` for n-phase, grey or RGB scaled to ``[0, 1]``."""
+    if image_type == "nphase":
+        return (crops.unsqueeze(1) == phase_ids.view(1, -1, 1, 1)).float()
+    if image_type == "grayscale":
+        return crops.unsqueeze(1).float().div_(255.0)
+    return crops.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def mean_losses(acc: list[float]) -> dict[str, float] | None:
+    """Mean losses from accumulated sums ``[critic, generator, wasserstein, gp, critic
+    steps, generator steps]``, or None when no step ran."""
+    nd, ng = acc[4], acc[5]
+    if nd == 0 and ng == 0:
+        return None
+    return {
+        "critic_loss": acc[0] / max(nd, 1),
+        "generator_loss": acc[1] / max(ng, 1),
+        "wasserstein": acc[2] / max(nd, 1),
+        "gp": acc[3] / max(nd, 1),
+    }
 
 
 class SliceGANTrainer:
@@ -163,13 +191,7 @@ class SliceGANTrainer:
         return 0, self.tset.is_volume
 
     def _encode(self, crops: torch.Tensor) -> torch.Tensor:
-        """uint8 crops ``(B, l, l)`` or ``(B, l, l, 3)`` -> float network input ``(B, nc, l, l)``."""
-        t = self.tset.image_type
-        if t == "nphase":
-            return (crops.unsqueeze(1) == self._phase_ids.view(1, -1, 1, 1)).float()
-        if t == "grayscale":
-            return crops.unsqueeze(1).float().div_(255.0)
-        return crops.permute(0, 3, 1, 2).float().div_(255.0)
+        return encode_crops(crops, self.tset.image_type, self._phase_ids)
 
     def sample_real(self, axis: int, batch: int) -> torch.Tensor:
         """``batch`` random ``l x l`` crops for slices normal to ``axis``, on the device."""
@@ -296,22 +318,11 @@ class SliceGANTrainer:
             else contextlib.nullcontext()
         ):
             self.G.train()
-            self._apply_lr_schedule()
+            apply_lr_schedule(self.preset, self.iteration, self.opt_g, self.opt_ds)
             for _ in range(self.preset.critic_iters):
                 self._critic_iteration()
             self._generator_update()
         self.iteration += 1
-
-    def _apply_lr_schedule(self) -> None:
-        p = self.preset
-        if p.lr_schedule == "constant":
-            return  # leave the optimiser state exactly as the original code had it
-        f = lr_factor(p.lr_schedule, self.iteration, p.iterations, p.lr_min_frac)
-        for group in self.opt_g.param_groups:
-            group["lr"] = float(p.lr_g) * f
-        for opt in self.opt_ds:
-            for group in opt.param_groups:
-                group["lr"] = float(p.lr_d) * f
 
     def current_lr(self) -> tuple[float, float]:
         """(generator, critic) learning rate of the next step."""
@@ -390,27 +401,14 @@ class SliceGANTrainer:
         else:
             vals = list(self._host_acc)
             self._host_acc = [0.0, 0.0, 0.0, 0.0, 0, 0]
-        nd, ng = vals[4], vals[5]
-        if nd == 0 and ng == 0:
-            return None
-        return {
-            "critic_loss": vals[0] / max(nd, 1),
-            "generator_loss": vals[1] / max(ng, 1),
-            "wasserstein": vals[2] / max(nd, 1),
-            "gp": vals[3] / max(nd, 1),
-        }
+        return mean_losses(vals)
 
     # ----------------------------------------------------------------- state
 
     def config(self) -> dict:
         """What defines the run (a resumed run must match it)."""
         return {
-            "preset": {
-                k: v
-                for k, v in self.preset.to_dict().items()
-                if k not in RUN_CONTROL_FIELDS
-                or (k == "iterations" and self.preset.lr_schedule != "constant")
-            },
+            "preset": run_defining_preset(self.preset),
             "image_type": self.tset.image_type,
             "nc": self.tset.nc,
             "seed": self.seed,
@@ -425,19 +423,12 @@ class SliceGANTrainer:
 
         Plain containers and tensors only, so ``torch.load(weights_only=True)`` reads it.
         """
-
-        def cpu(sd):
-            return {
-                k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v)
-                for k, v in sd.items()
-            }
-
         return {
             "format": TRAIN_STATE_FORMAT,
             "iteration": self.iteration,
             "config": json.dumps(self.config(), sort_keys=True),
-            "generator": cpu(self.G.state_dict()),
-            "critics": [cpu(d.state_dict()) for d in self.Ds],
+            "generator": module_state_cpu(self.G.state_dict()),
+            "critics": [module_state_cpu(d.state_dict()) for d in self.Ds],
             "opt_g": opt_state_cpu(self.opt_g.state_dict()),
             "opt_d": [opt_state_cpu(o.state_dict()) for o in self.opt_ds],
             "rng_state": self.rng.get_state(),
@@ -456,7 +447,6 @@ class SliceGANTrainer:
         MicrolibError
             If the state belongs to a different configuration.
         """
-        notes: list[str] = []
         if state.get("format") != TRAIN_STATE_FORMAT:
             raise MicrolibError(f"not a microlib training state (format {state.get('format')!r})")
         mine, theirs = self.config(), json.loads(state["config"])
@@ -472,15 +462,7 @@ class SliceGANTrainer:
         self.opt_g.load_state_dict(keep_impl_flags(state["opt_g"], self.opt_g))
         for o, sd in zip(self.opt_ds, state["opt_d"], strict=True):
             o.load_state_dict(keep_impl_flags(sd, o))
-        if state.get("rng_device") == self.device.type:
-            self.rng.set_state(state["rng_state"])
-        else:
-            # generator states are device-specific; continue with a derived seed
-            self.rng.manual_seed(self.seed * 1_000_003 + int(state["iteration"]))
-            notes.append(
-                f"state saved on {state.get('rng_device')}, resumed on "
-                f"{self.device.type}: random stream re-seeded (not bit-identical)"
-            )
+        notes = restore_rng(self.rng, state, self.seed, self.device)
         self.host_rng.bit_generator.state = json.loads(state["host_rng"])
         acc = state["acc"].to(self.device)
         self._acc.copy_(acc[:4])
