@@ -3,6 +3,11 @@ and one slow end-to-end check that the code interpolates the feature size."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +24,7 @@ from microlib.slicegan.adain import (
     load_conditional_generator,
     with_code_channel,
 )
-from microlib.slicegan.params import ModelParams
+from microlib.slicegan.params import ModelParams, load_weights
 from microlib.slicegan.presets import get_preset
 from microlib.train import make_training_set
 from microlib.train.family import FamilyTrainer, rounded_batch
@@ -141,6 +146,67 @@ def test_family_trainer_resume_is_exact():
     with pytest.raises(MicrolibError, match="different settings"):
         FamilyTrainer(members, [0.2, 0.5], TINY, 8, 8, seed=3).load_state_dict(b.state_dict())
     assert rounded_batch(4, 3) == 6 and rounded_batch(1, 2) == 2
+
+
+def _send_sigterm_once(path, deadline_s=60.0):
+    """SIGTERM this process as soon as ``path`` exists (the first periodic checkpoint)."""
+    t0 = time.monotonic()
+    while not path.exists():
+        if time.monotonic() - t0 > deadline_s:
+            return
+        time.sleep(0.002)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_family_sigterm_resumes_to_the_uninterrupted_result(tmp_path, caplog):
+    """Family runs share the single-image run loop: SIGTERM saves the state and exits 143,
+    rerunning finishes bit for bit as the uninterrupted run."""
+    imgs = member_files(tmp_path, size=48)
+
+    def run(out):
+        preset = TINY.replace(iterations=8, critic_iters=1)
+        return family_train_run(
+            FamilyConfig(
+                imgs,
+                list(CODES),
+                out,
+                preset,
+                code_dim=8,
+                code_hidden=8,
+                threads=1,
+                log_every=2,
+                checkpoint_every=2,
+            )
+        )
+
+    ref, out = tmp_path / "ref", tmp_path / "m"
+    assert run(ref) == 0
+    state = out / "resume" / "state.pt"
+    # the test process ignores a SIGTERM that lands outside the run's own handler
+    old = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        killer = threading.Thread(target=_send_sigterm_once, args=(state,), daemon=True)
+        killer.start()
+        rc = run(out)
+        killer.join(timeout=60)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert rc == 143 and not (out / "member0_family_params.json").exists()
+    saved = load_weights(state)
+    assert saved["stopped"] == "signal" and 2 <= saved["trainer"]["iteration"] < 8
+    with caplog.at_level("INFO", logger="microlib.train"):
+        assert run(out) == 0
+    assert f"resumed from iteration {saved['trainer']['iteration']}/8" in caplog.text
+    assert not (out / "resume").exists()
+    for f in ("member0_family_Gen.pt", "member0_family_Disc.pt"):
+        a, b = load_weights(out / f), load_weights(ref / f)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f
+    a, b = load_weights(out / "checkpoint.pt"), load_weights(ref / "checkpoint.pt")
+    assert a["trainer"]["iteration"] == 8 and torch.equal(a["trainer"]["acc"], b["trainer"]["acc"])
+    assert torch.equal(a["trainer"]["rng_state"], b["trainer"]["rng_state"])
+    la, lb = ((d / "train_log.csv").read_text().splitlines() for d in (out, ref))
+    assert [r.split(",")[:5] for r in la] == [r.split(",")[:5] for r in lb]
+    assert [int(r.split(",")[0]) for r in la[1:]] == [2, 4, 6, 8]
 
 
 # --------------------------------------------------------------------------- params

@@ -4,8 +4,10 @@
 * :mod:`microlib.train.trainer` -- the WGAN-GP trainer (:class:`SliceGANTrainer`);
 * :mod:`microlib.train.optim` -- speed switches, learning-rate schedule, weight EMA;
 * :mod:`microlib.train.monitor` -- quality checks while training and the stop rule;
-* :mod:`microlib.train.run` -- one restartable run (:func:`train_run`): resume, the loop,
-  signals and the output files;
+* :mod:`microlib.train.loop` -- the restartable loop around any trainer (:class:`RunLoop`):
+  resume, progress, checkpoints, signals and the order of the final files;
+* :mod:`microlib.train.run` -- one single-image run (:func:`train_run`): inputs, quality
+  checks and the model files;
 * :mod:`microlib.train.family` / :mod:`microlib.train.family_run` -- one AdaIN-conditioned
   generator for a family of images (:class:`FamilyTrainer`, :func:`family_train_run`).
 """

@@ -1,7 +1,8 @@
 """One restartable family (conditional) training run: :func:`family_train_run`.
 
 What ``microlib train A.png B.png C.png --codes 0.15,0.35,0.6`` calls. Resume, checkpoints,
-signals and the order of the final files follow :mod:`microlib.train.run`: the state lives
+signals and the order of the final files are those of single-image runs (one
+:class:`microlib.train.loop.RunLoop`): the state lives
 in ``OUT/resume/state.pt`` while training (saved every ``checkpoint_minutes``, every
 ``checkpoint_every`` iterations, on SIGTERM/SIGINT -> exit ``128 + signal``), moves to
 ``OUT/checkpoint.pt`` at the end, and ``NAME_params.json`` (with ``finished: true`` and the
@@ -16,33 +17,24 @@ monitor of single-image runs is not used: it compares with one training image.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import shutil
-import signal
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from microlib import io as mio
-from microlib.device import resolve_device
 from microlib.errors import MicrolibError
 from microlib.slicegan.adain import CONDITIONAL_KIND, DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
-from microlib.slicegan.params import ModelParams, load_weights, save_weights, versions
+from microlib.slicegan.params import ModelParams, save_weights, versions
 from microlib.slicegan.presets import Preset
 from microlib.train.data import infer_image_type, make_training_set
 from microlib.train.family import FamilyTrainer
-from microlib.train.outputs import csv_text, read_training_input
-from microlib.train.run import _Stop
+from microlib.train.loop import RunLoop, already_finished, setup_torch
+from microlib.train.outputs import read_training_input
 
 log = logging.getLogger("microlib.train")
-
-STATE_FILE = "state.pt"
 
 
 @dataclass
@@ -123,23 +115,10 @@ def family_train_run(cfg: FamilyConfig) -> int:
     codes = parse_codes(list(cfg.codes), len(images))
     name = cfg.name or f"{images[0].stem}_family"
     out = Path(cfg.out)
-    resume_dir, final_ckpt = out / "resume", out / "checkpoint.pt"
-    state_path = resume_dir / STATE_FILE
-    pjson, gen_pt = out / f"{name}_params.json", out / f"{name}_Gen.pt"
     preset = cfg.preset
-    if cfg.force:
-        shutil.rmtree(resume_dir, ignore_errors=True)
-    elif pjson.is_file() and gen_pt.is_file():
-        with contextlib.suppress(Exception):
-            if mio.read_json(pjson).get("finished"):
-                print(f"{name}: already trained in {out}; use --force to retrain", file=sys.stderr)
-                return 0
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    device = resolve_device(cfg.device).type
-    for v in ("batch_size", "g_batch_size", "d_batch_size", "critic_iters", "iterations"):
-        if getattr(preset, v) < 1:
-            raise MicrolibError(f"--{v.replace('_', '-')} must be >= 1")
+    if already_finished(out, name, cfg.force):
+        return 0
+    device = setup_torch(cfg.threads, cfg.device, preset)
 
     loaded = [read_training_input(p) for p in images]
     if any(x[2] for x in loaded):
@@ -166,28 +145,8 @@ def family_train_run(cfg: FamilyConfig) -> int:
     trainer = FamilyTrainer(
         members, codes, preset, cfg.code_dim, cfg.code_hidden, seed=cfg.seed, device=device
     )
-    target = int(preset.iterations)
-    rows: list[list[float]] = []
-    elapsed_before = 0.0
-    source = state_path if state_path.is_file() else None
-    if source is None and final_ckpt.is_file() and not cfg.force:
-        source = final_ckpt  # killed between the final state and params.json
-    if source is not None:
-        state = load_weights(source, entry=name)
-        try:
-            if not isinstance(state, dict) or "trainer" not in state:
-                raise MicrolibError("not a microlib training state")
-            notes = trainer.load_state_dict(state["trainer"])
-        except MicrolibError as exc:
-            if source != final_ckpt:
-                raise MicrolibError(f"{state_path}: {exc.reason}", entry=name) from None
-            log.warning("%s: ignoring %s (%s)", name, final_ckpt, exc.reason)
-        else:
-            rows = [list(r) for r in state.get("log", [])]
-            elapsed_before = float(state.get("elapsed_s", 0.0))
-            for n in notes:
-                log.warning("%s: %s", name, n)
-            log.info("%s: resumed at iteration %d/%d", name, trainer.iteration, target)
+    loop = RunLoop(trainer, out, name, int(preset.iterations))
+    loop.resume(cfg.force)
     log.info(
         "%s: training a %d-member family (codes %s, %s, nc=%d) with %s for %d iterations on %s",
         name,
@@ -196,82 +155,25 @@ def family_train_run(cfg: FamilyConfig) -> int:
         image_type,
         trainer.nc,
         preset.name,
-        target,
+        loop.target,
         device,
     )
+    status = loop.run(max(1, int(cfg.log_every)), cfg.checkpoint_every, cfg.checkpoint_minutes)
+    if status is not None:
+        return status
 
-    def full_state(elapsed: float, why: str | None = None) -> dict:
-        return {
-            "trainer": trainer.state_dict(),
-            "log": rows,
-            "elapsed_s": elapsed,
-            "target": target,
-            "stopped": why,
-        }
-
-    t0 = time.perf_counter()
-    log_every = max(1, int(cfg.log_every))
-    ckpt_every = int(cfg.checkpoint_every or 0)
-    ckpt_s = float(cfg.checkpoint_minutes or 0.0) * 60.0
-    last_ckpt = time.monotonic()
-    last_t, last_it = t0, trainer.iteration
-    signum: int | None = None
-    with (
-        _Stop() as stop,
-        tqdm(
-            total=target,
-            initial=min(trainer.iteration, target),
-            unit="it",
-            desc=name,
-            file=sys.stderr,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        ) as bar,
-    ):
-        while trainer.iteration < target:
-            if stop.signum is not None:
-                signum = stop.signum
-                break
-            trainer.step()
-            bar.update(1)
-            it = trainer.iteration
-            if it % log_every == 0 or it == target:
-                now = time.perf_counter()
-                vals = trainer.read_log()
-                if vals is not None:
-                    rate = (it - last_it) / max(now - last_t, 1e-9)
-                    rows.append(
-                        [it, vals["critic_loss"], vals["generator_loss"], vals["wasserstein"]]
-                        + [vals["gp"], elapsed_before + now - t0, rate]
-                    )
-                last_t, last_it = now, it
-            due = (ckpt_every and it % ckpt_every == 0) or (
-                ckpt_s > 0 and time.monotonic() - last_ckpt >= ckpt_s
-            )
-            if due and it < target:
-                save_weights(state_path, full_state(elapsed_before + time.perf_counter() - t0))
-                last_ckpt = time.monotonic()
-    elapsed = elapsed_before + time.perf_counter() - t0
-    if signum is not None:
-        save_weights(state_path, full_state(elapsed, "signal"))
-        print(
-            f"microlib train: {name}: stopped by {signal.Signals(signum).name} at iteration "
-            f"{trainer.iteration}/{target}; state saved in {state_path}, rerun the same "
-            "command to resume",
-            file=sys.stderr,
+    def write_model() -> ModelParams:
+        params = family_params(cfg, name, trainer, image_type, loaded, images, loop.elapsed, device)
+        net = trainer.generator_for_eval()
+        save_weights(
+            out / f"{name}_Gen.pt", {k: v.detach().cpu() for k, v in net.state_dict().items()}
         )
-        return 128 + int(signum)
+        save_weights(
+            out / f"{name}_Disc.pt", {k: v.cpu() for k, v in trainer.D.state_dict().items()}
+        )
+        return params
 
-    save_weights(state_path, full_state(elapsed, "cap"))
-    params = family_params(cfg, name, trainer, image_type, loaded, images, elapsed, device)
-    net = trainer.generator_for_eval()
-    save_weights(gen_pt, {k: v.detach().cpu() for k, v in net.state_dict().items()})
-    save_weights(out / f"{name}_Disc.pt", {k: v.cpu() for k, v in trainer.D.state_dict().items()})
-    mio.write_text(out / "train_log.csv", csv_text(rows))
-    state_path.replace(final_ckpt)
-    mio.write_json(pjson, params.to_json())
-    shutil.rmtree(resume_dir, ignore_errors=True)
-    log.info("%s: %d iterations in %.1f s; wrote %s", name, trainer.iteration, elapsed, out)
-    return 0
+    return loop.finish(write_model)
 
 
 def family_params(
