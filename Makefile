@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
+# pytest workers for the default suite (pytest-xdist); each test file stays on one worker so
+# its module fixtures (the end-to-end demo run, the workflow copy) are built once
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -25,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
