@@ -68,6 +68,7 @@ def test_bad_families_fail_the_dry_run_with_one_line_each(wf):
             "twins": {"members": {36: 0.2, 37: 0.2, 38: 0.4}},
             "wordy": {"members": {36: 0.1, "microstructure037": "coarse"}},
             "outside": {"members": {36: 0.1, 37: 0.5}, "codes": [0.3, 0.9]},
+            "typo": {"members": {36: 0.1, 37: 0.5}, "train": {"ema_decy": 0.9}},
         },
         "source": {"ids": "1-40"},
     }
@@ -93,6 +94,7 @@ def test_bad_families_fail_the_dry_run_with_one_line_each(wf):
         "each member needs its own code",
         "config: families.wordy: the code of microstructure037 is not a number: 'coarse'",
         "config: families.outside: codes: 0.9 is outside the members' range [0.1, 0.5]",
+        "config: families.typo: train.ema_decy: not an option of `microlib train`",
     ):
         assert line in lines, (line, out[-3000:])
 

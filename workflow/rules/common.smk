@@ -158,12 +158,19 @@ def _parse_family(fam, spec, ids, cfg):
                 f"codes: {code:g} is outside the members' range [{lo:g}, {hi:g}]",
             )
     codes = sorted({_code_text(c): None for c in codes}, key=float)
+    train = spec.get("train") or {}
+    flags = command_flags("train")
+    for key, value in train.items():
+        flag = f"--{key}".replace("_", "-")
+        if (f"--no-{flag[2:]}" if value is False else flag) not in flags:
+            return None, f"train.{key}: not an option of `microlib train`"
     size = spec.get("size", (cfg.get("generate") or {}).get("size"))
     return {
         "members": named,
         "codes": codes,
         "preset": spec.get("preset"),
         "iterations": spec.get("iterations"),
+        "train": dict(train),
         "size": size,
         "individual": bool(spec.get("individual", True)),
     }, None
@@ -454,6 +461,12 @@ def packaged_families():
     return out
 
 
+def families_flag(wildcards):
+    """`--families A B` for `microlib package dataset`, or nothing."""
+    fams = packaged_families()
+    return " ".join(["--families", *fams]) if fams else ""
+
+
 def family_dataset_inputs(wildcards):
     return [f for fam in packaged_families() for f in family_files(fam)]
 
@@ -502,10 +515,11 @@ def family_volumes(wildcards):
 
 
 def family_train_args(wildcards):
-    """The `train:` section with the family's preset and iterations over it."""
+    """The `train:` section with the family's own train options, preset and iterations
+    over it."""
     fam = FAMILIES[wildcards.family]
     own = {k: fam[k] for k in ("preset", "iterations") if fam[k] is not None}
-    return cli_args({**stage("train"), **own})
+    return cli_args({**stage("train"), **fam["train"], **own})
 
 
 def family_generate_args(wildcards):

@@ -85,9 +85,7 @@ rule package:
     params:
         dataset_dir=lambda w, output: os.path.dirname(output.anns),
         names=lambda w: " ".join(packaged_names()),
-        families=lambda w: " ".join(
-            ["--families", *packaged_families()] if packaged_families() else []
-        ),
+        families=families_flag,
         archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
         report_dir=lambda w, output: os.path.dirname(output.summary),
     shell:
