@@ -3,7 +3,9 @@
 Works on the folder (``data/microlibDataset``) or the downloaded zip; a zip is read in
 place and model files are extracted (safely) only when a generator is loaded. The JSON
 indexes are read with a size cap, so a hostile download cannot exhaust memory, and are
-checked for shape before use, so a malformed one fails with one line.
+checked for shape before use, so a malformed one fails with one line. Families (one
+conditional generator for several entries) are read from ``families.json`` when the
+dataset has one (:attr:`Dataset.families`, :meth:`Dataset.synthesise_family`).
 
 Examples
 --------
