@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("microlib.commands.generate", "synthesise a 3D volume from a trained generator"),
     "validate": ("microlib.commands.validate", "compare 2D training image and 3D volume metrics"),
     "media": ("microlib.commands.media", "previews and animations of an entry"),
+    "family": (
+        "microlib.commands.family",
+        "a family generator: feature size vs code (metrics) and the code sweep (sweep)",
+    ),
     "package": ("microlib.commands.package", "assemble the MicroLib-style dataset and zip"),
     "dataset": (
         "microlib.commands.dataset",

@@ -221,18 +221,22 @@ def zip_timestamp() -> tuple[int, int, int, int, int, int]:
     return (1980, 1, 1, 0, 0, 0)
 
 
-def dataset_files(dataset_dir: Path, entries: Iterable[str]) -> list[Path]:
-    """The files that make the dataset: top-level files and the listed entries' folders.
+def dataset_files(
+    dataset_dir: Path, entries: Iterable[str], families: Iterable[str] = ()
+) -> list[Path]:
+    """The files that make the dataset: top-level files, the listed entries' folders and
+    the listed families' folders (``families/{family}/``).
 
     Hidden files (temporary ``.part`` files of an interrupted writer) are left out.
     """
     if not dataset_dir.is_dir():
         raise MicrolibError(f"no dataset folder at {dataset_dir}")
     files = [p for p in dataset_dir.iterdir() if p.is_file()]
-    for name in entries:
-        folder = dataset_dir / name
+    folders = [(name, dataset_dir / name) for name in entries]
+    folders += [(name, dataset_dir / "families" / name) for name in families]
+    for name, folder in folders:
         if not folder.is_dir():
-            raise MicrolibError("entry folder missing from the dataset", entry=name)
+            raise MicrolibError("folder missing from the dataset", entry=name)
         files += [p for p in folder.rglob("*") if p.is_file()]
     return sorted(
         (p for p in files if not p.name.startswith(".")),
@@ -253,17 +257,20 @@ def sha256sums(root: Path, files: Iterable[Path]) -> str:
 
 
 def write_zip(
-    dataset_dir: str | os.PathLike, archive: str | os.PathLike, entries: Iterable[str]
+    dataset_dir: str | os.PathLike,
+    archive: str | os.PathLike,
+    entries: Iterable[str],
+    families: Iterable[str] = (),
 ) -> list[str]:
     """Zip the dataset atomically and deterministically; return the member names.
 
     Members sit under the dataset folder's name: its top-level files and the folders of
-    ``entries`` only, so an entry excluded since an earlier run never leaks into the
-    archive. They are sorted, stamped with :func:`zip_timestamp`, mode 0644, deflated at a
-    fixed level unless already compressed.
+    ``entries`` and ``families`` only, so an entry excluded since an earlier run never
+    leaks into the archive. They are sorted, stamped with :func:`zip_timestamp`, mode
+    0644, deflated at a fixed level unless already compressed.
     """
     dataset_dir = Path(dataset_dir)
-    files = dataset_files(dataset_dir, entries)
+    files = dataset_files(dataset_dir, entries, families)
     stamp = zip_timestamp()
     names: list[str] = []
     with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
@@ -326,9 +333,12 @@ def credits_text(records: Iterable[Mapping[str, Any]]) -> str:
     return clean_text("\n".join(out))
 
 
-def readme_text(records: Iterable[Mapping[str, Any]], n_excluded: int) -> str:
+def readme_text(
+    records: Iterable[Mapping[str, Any]], n_excluded: int, families: Iterable[str] = ()
+) -> str:
     """The dataset's ``README``: what is in it and the exact commands to use it."""
     recs = list(records)
+    fams = sorted(families)
     first = recs[0]["name"] if recs else "microstructureNNN"
     lines = [
         "MicroLib-style dataset",
@@ -353,6 +363,20 @@ def readme_text(records: Iterable[Mapping[str, Any]], n_excluded: int) -> str:
         "{name}/{name}_metrics.json     2D vs 3D volume fraction, surface area, S2 ...",
         "{name}/{name}_preview.png      preview; _rotation.gif, _slicing.gif: animations",
         "",
+    ]
+    if fams:
+        lines += [
+            f"Families ({', '.join(fams)}): one generator for several entries, each with a code;",
+            "any code in between gives an intermediate structure (families.json lists the",
+            "members, their codes, credits and licences, and feature size by code):",
+            "families/{family}/{family}_Gen.pt, _Disc.pt, _params.json   the generator",
+            "families/{family}/{family}_metrics.json   feature size vs code",
+            "families/{family}/{family}_sweep.png, _sweep.gif   one slice per code",
+            "microlib dataset list microlibDataset.zip --families",
+            f"microlib dataset synthesise microlibDataset.zip {fams[0]} --code C --out new.tif",
+            "",
+        ]
+    lines += [
         "Use it (with the microlib package installed)",
         "--------------------------------------------",
         "sha256sum -c SHA256SUMS                       # inside this folder",

@@ -167,8 +167,15 @@ def test_images_decode_and_ground_truth_is_consistent(site):
     assert sorted(truth["included"]) == sorted(
         k for k, v in truth["entries"].items() if v["included"]
     )
-    inc_types = sorted(truth["entries"][i]["data_type"] for i in truth["included"])
+    singles = [i for i in truth["included"] if not truth["entries"][i]["family"]]
+    inc_types = sorted(truth["entries"][i]["data_type"] for i in singles)
     assert inc_types == ["colour", "grayscale", "threephase", "twophase", "twophase"]
+    # one family of three included two-phase members with distinct codes
+    family = {i: v["family"] for i, v in truth["entries"].items() if v["family"]}
+    assert sorted(family) == ["000036", "000037", "000038"]
+    assert {f["name"] for f in family.values()} == {"blobs"}
+    assert [f["code"] for f in family.values()] == [0.15, 0.35, 0.6]
+    assert all(truth["entries"][i]["included"] for i in family)
     assert sorted(truth["excluded"].values()) == [
         "exposure",
         "isotropy",

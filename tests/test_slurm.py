@@ -171,6 +171,7 @@ def test_training_job_sent_sigterm_is_resubmitted_and_resumes(cluster, tmp_path)
     # long enough to be caught mid-run, checkpoints often
     cfg["train"].update(iterations=400, checkpoint_every=10)
     cfg["source"]["ids"] = "5"
+    cfg.pop("families", None)  # its members are not among these ids
     (wf / "config/preempt.yaml").write_text(yaml.safe_dump(cfg))
     run = ("--cores", "8", "--profile", "slurm", "--configfile", "config/preempt.yaml")
     # everything before training first (so the scheduler runs only training after);

@@ -46,6 +46,7 @@ def test_every_stage_has_a_rule_with_log_benchmark_and_resources(wf):
         "generate",
         "validate",
         "media",
+        "family",
         "package",
     ]
     for stage in stages:
@@ -65,6 +66,8 @@ def test_named_target_rules_cover_the_configured_ids(wf):
     out = snakemake(wf, "--list-rules", "--configfile", "config/demo.yaml").stdout
     names = set(re.findall(r"^(microstructure\d+)", out, re.M))
     assert names == {f"microstructure{i:03d}" for i in range(1, 41)}
+    # the demo's family has its own target, like the entries
+    assert set(re.findall(r"^(family_\w+)", out, re.M)) == {"family_blobs"}
 
 
 def test_bad_config_is_rejected_with_the_offending_key(wf):

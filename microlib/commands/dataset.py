@@ -72,11 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
     p = sub.add_parser("list", help="entries with type, description and licence")
     p.add_argument("dataset", type=Path, help="microlibDataset.zip or its folder")
-    p.add_argument("--excluded", action="store_true", help="list excluded ids with reasons")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--excluded", action="store_true", help="list excluded ids with reasons")
+    which.add_argument(
+        "--families", action="store_true", help="list families (one generator, several entries)"
+    )
     _json_cap(p)
-    p = sub.add_parser("show", help="one entry's data_anns.json record")
+    p = sub.add_parser("show", help="one entry's data_anns.json record (or a family's)")
     p.add_argument("dataset", type=Path)
-    p.add_argument("name", help="microstructureNNN")
+    p.add_argument("name", help="microstructureNNN, or a family name")
     _json_cap(p)
     p = sub.add_parser(
         "extract", help="unzip safely (outside paths, links, bombs refused; all or nothing)"
@@ -91,8 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _caps(p)
     p = sub.add_parser("synthesise", help="a new volume from an entry's trained generator")
     p.add_argument("dataset", type=Path)
-    p.add_argument("name", help="microstructureNNN")
+    p.add_argument("name", help="microstructureNNN, or a family name (with --code)")
     _json_cap(p)
+    p.add_argument("--code", type=float, help="families: the code to generate at")
+    p.add_argument(
+        "--extrapolate", action="store_true", help="allow a --code outside the trained range"
+    )
     p.add_argument("--size", default="320", help="edge length N, or Z,Y,X (default 320)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periodic", help="periodic axes, e.g. x,y")
@@ -145,6 +153,16 @@ def run(args: argparse.Namespace) -> int:
                         f"{_one_line(reasons, 200)}"
                     )
                 return 0
+            if args.families:
+                for fam, rec in ds.families.items():
+                    members = ", ".join(
+                        f"{m.get('name')}@{m.get('code'):g}" for m in rec["members"]
+                    )
+                    print(
+                        f"{_one_line(fam, 40)}  {_one_line(rec.get('data_type') or '?', 10):<10}  "
+                        f"{_one_line(members, 200)}"
+                    )
+                return 0
             for name in ds.names:
                 rec = ds.entry(name)
                 print(
@@ -154,8 +172,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             return 0
         if args.mode == "show":
-            print(json.dumps(clean_text(ds.entry(args.name)), indent=2, ensure_ascii=False))
+            rec = ds.family(args.name) if args.name in ds.families else ds.entry(args.name)
+            print(json.dumps(clean_text(rec), indent=2, ensure_ascii=False))
             return 0
+        if args.name in ds.families:
+            return _synthesise_family(ds, args, size)
+        if args.code is not None:
+            raise MicrolibError("--code is for families; this is one entry", entry=args.name)
         rec = ds.entry(args.name)
         vol = ds.synthesise(
             args.name,
@@ -177,4 +200,35 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         print(f"{args.name}: wrote {args.out} with shape {tuple(vol.shape)}")
+    return 0
+
+
+def _synthesise_family(ds: Dataset, args: argparse.Namespace, size) -> int:
+    if args.code is None:
+        lo, hi = ds.family(args.name).get("code_range") or (None, None)
+        raise MicrolibError(f"a family: give --code (trained range [{lo}, {hi}])", entry=args.name)
+    rec = ds.family(args.name)
+    vol = ds.synthesise_family(
+        args.name,
+        args.code,
+        size,
+        seed=args.seed,
+        periodic=_periodic(args.periodic),
+        device=args.device,
+        extrapolate=args.extrapolate,
+    )
+    io.write_tif(
+        args.out,
+        vol,
+        rec.get("voxel_size_um"),
+        {
+            "name": args.name,
+            "seed": args.seed,
+            "data_type": rec.get("data_type"),
+            "n_phases": rec.get("n_phases"),
+            "phase_grey_values": rec.get("phase_grey_values"),
+            "generator": {"code": args.code},
+        },
+    )
+    print(f"{args.name}: wrote {args.out} at code {args.code:g} with shape {tuple(vol.shape)}")
     return 0

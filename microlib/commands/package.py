@@ -21,6 +21,14 @@ from microlib.package import (
     sha256sums,
     write_zip,
 )
+from microlib.package_family import (
+    FAMILIES_DIR,
+    FAMILIES_FILE,
+    FAMILY_MEDIA,
+    FAMILY_MODEL_SUFFIXES,
+    families_index,
+    family_record,
+)
 from microlib.package_report import excluded_html, summary_points, summary_svg
 
 log = logging.getLogger("microlib.package")
@@ -42,6 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--metrics", required=True, type=Path, help="metrics/{name}.json")
     e.add_argument("--media-dir", required=True, type=Path, help="media/{name}/")
     e.add_argument("--out-dir", required=True, type=Path, help="microlibDataset/{name}/")
+    f = sub.add_parser("family", help="one family's folder (microlibDataset/families/{family}/)")
+    f.add_argument("--name", required=True, help="family name")
+    f.add_argument("--model-dir", required=True, type=Path, help="the family generator's folder")
+    f.add_argument("--metrics", required=True, type=Path, help="`microlib family metrics` JSON")
+    f.add_argument("--media-dir", required=True, type=Path, help="holds {family}_sweep.png/.gif")
+    f.add_argument(
+        "--raw-meta", required=True, nargs="+", type=Path, help="raw/{id}.json of each member"
+    )
+    f.add_argument(
+        "--individual",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whether the members are also packaged as entries (default yes)",
+    )
+    f.add_argument("--out-dir", required=True, type=Path, help="microlibDataset/families/{family}/")
     d = sub.add_parser("dataset", help="data_anns.json, excluded.json and the zip")
     d.add_argument("--selection", required=True, type=Path, help="annotations/selection.json")
     d.add_argument("--index", type=Path, help="raw/index.json (lists ids that failed to scrape)")
@@ -54,12 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="write the run report's summary figure (summary.svg) and excluded.html here",
     )
+    d.add_argument(
+        "--families",
+        nargs="+",
+        default=[],
+        metavar="FAMILY",
+        help="packaged families (families/{family}/) to list in families.json and zip",
+    )
     d.add_argument("names", nargs="*", help="included entries (microstructureNNN)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.mode == "entry":
         return _entry(args)
+    if args.mode == "family":
+        return _family(args)
     return _dataset(args)
 
 
@@ -130,6 +162,37 @@ def _entry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _family(args: argparse.Namespace) -> int:
+    name = args.name
+    out: Path = args.out_dir
+    params = io.read_json(args.model_dir / f"{name}_params.json")
+    metrics = io.read_json(args.metrics)
+    members = [io.read_json(p) for p in args.raw_meta]
+    for suffix in FAMILY_MODEL_SUFFIXES:
+        _place(args.model_dir / f"{name}{suffix}", out / f"{name}{suffix}")
+    _place(args.metrics, out / f"{name}_metrics.json")
+    for kind in FAMILY_MEDIA:
+        _place(args.media_dir / f"{name}_{kind}", out / f"{name}_{kind}")
+    files = sorted(
+        {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+        | {f"{name}_metadata.json"}
+    )
+    record = family_record(name, params, metrics, members, files, args.individual)
+    io.write_json(out / f"{name}_metadata.json", {"record": record})
+    log.info("%s: packaged a %d-member family in %s", name, len(record["members"]), out)
+    return 0
+
+
+def _family_records(ds_dir: Path, families: list[str]) -> list[dict]:
+    records = []
+    for fam in families:
+        path = ds_dir / FAMILIES_DIR / fam / f"{fam}_metadata.json"
+        if not path.is_file():
+            raise MicrolibError(f"family not packaged (no {path.name})", entry=fam)
+        records.append(io.read_json(path)["record"])
+    return records
+
+
 def _dataset(args: argparse.Namespace) -> int:
     selection = io.read_json(args.selection)
     index = io.read_json(args.index) if args.index else None
@@ -147,17 +210,36 @@ def _dataset(args: argparse.Namespace) -> int:
     anns = data_anns(records)
     excluded = excluded_records(selection, index)
     ds_dir: Path = args.dataset_dir
+    families = list(dict.fromkeys(args.families))
+    fams = families_index(_family_records(ds_dir, families))
     io.write_json(ds_dir / "data_anns.json", anns)
     io.write_json(ds_dir / "excluded.json", excluded)
+    if fams:
+        io.write_json(ds_dir / FAMILIES_FILE, fams)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (ds_dir / FAMILIES_FILE).unlink()  # no family left: no stale index either
     ordered = list(anns.values())
-    io.write_text(ds_dir / "README", readme_text(ordered, len(excluded)))
-    io.write_text(ds_dir / "CREDITS", credits_text(ordered))
+    # members packaged only in a family are credited too
+    credited = ordered + [
+        m for f in fams.values() for m in f["members"] if not m["packaged_individually"]
+    ]
+    io.write_text(ds_dir / "README", readme_text(ordered, len(excluded), families))
+    io.write_text(ds_dir / "CREDITS", credits_text(credited))
     io.write_text(ds_dir / "index.html", catalogue_html(ordered))
     # the checksums cover every other file that goes into the zip
     sums = ds_dir / "SHA256SUMS"
-    files = [p for p in dataset_files(ds_dir, names) if p != sums]
+    files = [p for p in dataset_files(ds_dir, names, families) if p != sums]
     io.write_text(sums, sha256sums(ds_dir, files))
-    stale = sorted(p.name for p in ds_dir.iterdir() if p.is_dir() and p.name not in set(names))
+    keep = set(names) | {FAMILIES_DIR}
+    stale = sorted(p.name for p in ds_dir.iterdir() if p.is_dir() and p.name not in keep)
+    fam_dir = ds_dir / FAMILIES_DIR
+    if fam_dir.is_dir():
+        stale += sorted(
+            f"{FAMILIES_DIR}/{p.name}"
+            for p in fam_dir.iterdir()
+            if p.is_dir() and p.name not in set(families)
+        )
     if stale:
         log.warning(
             "left out of data_anns.json and the zip (no longer included): %s", ", ".join(stale)
@@ -165,7 +247,7 @@ def _dataset(args: argparse.Namespace) -> int:
     if args.zip:
         with contextlib.suppress(FileNotFoundError):
             args.zip.unlink()  # never leave an old archive that looks current
-        members = write_zip(ds_dir, args.zip, names)
+        members = write_zip(ds_dir, args.zip, names, families)
         io.write_text(args.zip.parent / "SHA256SUMS", sha256sums(args.zip.parent, [args.zip]))
         log.info(
             "wrote %s (%d members, %.1f MB)", args.zip, len(members), args.zip.stat().st_size / 1e6
@@ -178,5 +260,8 @@ def _dataset(args: argparse.Namespace) -> int:
                 metrics[name] = io.read_json(path)
         io.write_text(args.report_dir / "summary.svg", summary_svg(summary_points(metrics)))
         io.write_text(args.report_dir / "excluded.html", excluded_html(excluded))
-    print(f"package: {len(anns)} entries in data_anns.json, {len(excluded)} excluded")
+    print(
+        f"package: {len(anns)} entries in data_anns.json, {len(fams)} families, "
+        f"{len(excluded)} excluded"
+    )
     return 0

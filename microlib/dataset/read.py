@@ -3,7 +3,9 @@
 Works on the folder (``data/microlibDataset``) or the downloaded zip; a zip is read in
 place and model files are extracted (safely) only when a generator is loaded. The JSON
 indexes are read with a size cap, so a hostile download cannot exhaust memory, and are
-checked for shape before use, so a malformed one fails with one line.
+checked for shape before use, so a malformed one fails with one line. Families (one
+conditional generator for several entries) are read from ``families.json`` when the
+dataset has one (:attr:`Dataset.families`, :meth:`Dataset.synthesise_family`).
 
 Examples
 --------
@@ -32,9 +34,14 @@ from PIL import Image
 from microlib import generate
 from microlib.dataset.extract import safe_extract
 from microlib.errors import MicrolibError
+from microlib.slicegan.adain import check_code, generator_at_code, load_conditional_generator
 
 DATASET_DIR = "microlibDataset"
 MODEL_SUFFIXES = ("_Gen.pt", "_params.data", "_params.json")
+# families (one conditional generator for several entries): families.json + families/{f}/
+FAMILIES_FILE = "families.json"
+FAMILIES_DIR = "families"
+FAMILY_MODEL_SUFFIXES = ("_Gen.pt", "_params.json")
 MAX_JSON_BYTES = 64 * 1024**2
 
 # C0 (but tab and newline), DEL, C1 and the bidirectional overrides: scraped text holding
@@ -83,6 +90,17 @@ def _check_anns(anns: Any, what: str) -> dict[str, dict[str, Any]]:
         if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
             raise MicrolibError(f"{what}: record {key!r} has no name")
     return anns
+
+
+def _check_families(fams: Any, what: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(fams, dict):
+        raise MicrolibError(f"{what} is not a JSON object keyed by family name")
+    for key, rec in fams.items():
+        if not isinstance(rec, dict) or rec.get("name") != key:
+            raise MicrolibError(f"{what}: record {key!r} does not carry its own name")
+        if not isinstance(rec.get("members"), list):
+            raise MicrolibError(f"{what}: record {key!r} has no members list")
+    return fams
 
 
 class Dataset:
@@ -140,6 +158,11 @@ class Dataset:
         self.path = path
         self.annotations = _check_anns(self.read_json("data_anns.json"), "data_anns.json")
         self._by_name = {rec["name"]: rec for rec in self.annotations.values()}
+        self.families = (
+            _check_families(self.read_json(FAMILIES_FILE), FAMILIES_FILE)
+            if self.exists(FAMILIES_FILE)
+            else {}
+        )
 
     # ------------------------------------------------------------------ reading
     @property
@@ -153,6 +176,19 @@ class Dataset:
             return self._by_name[name]
         except KeyError:
             raise MicrolibError("not in this dataset", entry=name) from None
+
+    def family(self, name: str) -> dict[str, Any]:
+        """The families.json record of family ``name``."""
+        try:
+            return self.families[name]
+        except KeyError:
+            raise MicrolibError("not a family of this dataset", entry=name) from None
+
+    def exists(self, relpath: str) -> bool:
+        """Whether a file given relative to the dataset root is there."""
+        if self._zip is not None:
+            return (self._prefix + relpath) in set(self._zip.namelist())
+        return (self.path / relpath).is_file()
 
     def open(self, relpath: str) -> BinaryIO:
         """A binary stream of a file given relative to the dataset root."""
@@ -216,6 +252,41 @@ class Dataset:
         present = set(self._zip.namelist())
         safe_extract(self._zip.filename, self._cache_dir, [m for m in members if m in present])
         return self._cache_dir / self._prefix / name
+
+    def family_model_dir(self, name: str) -> Path:
+        """A folder holding family ``name``'s generator files (extracted from a zip if needed)."""
+        self.family(name)
+        rel = f"{FAMILIES_DIR}/{name}"
+        if self._zip is None:
+            return self.path / rel
+        if self._cache_dir is None:
+            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix="microlib-")
+            self._cache_dir = Path(self._tmp.name)
+        members = [f"{self._prefix}{rel}/{name}{s}" for s in FAMILY_MODEL_SUFFIXES]
+        present = set(self._zip.namelist())
+        safe_extract(self._zip.filename, self._cache_dir, [m for m in members if m in present])
+        return self._cache_dir / self._prefix / rel
+
+    def synthesise_family(
+        self,
+        name: str,
+        code: float,
+        size: int | tuple[int, int, int] = 320,
+        seed: int = 0,
+        periodic: tuple[bool, bool, bool] = (False, False, False),
+        device: str = "cpu",
+        extrapolate: bool = False,
+    ) -> np.ndarray:
+        """A new volume from family ``name``'s generator at ``code``.
+
+        A code outside the trained range is refused unless ``extrapolate``.
+        """
+        net, params = load_conditional_generator(self.family_model_dir(name), device=device)
+        check_code(params, code, extrapolate)
+        at_code = generator_at_code(net, code, params.lz)
+        return generate.synthesise(
+            at_code, params, size, seed=seed, periodic=periodic, device=device
+        )
 
     def load_generator(self, name: str, device: str = "cpu"):
         """``(generator, params)`` of ``name`` (weights loaded with ``weights_only=True``)."""

@@ -1,8 +1,9 @@
 """The entries of the demo library: what each micrograph shows and why it is there.
 
 Five entries to include (two two-phase morphologies, a three-phase, a grayscale and a
-colour micrograph) and one entry failing each exclusion criterion (uneven exposure,
-anisotropy, a near-duplicate, poor quality, non-representative). Each entry draws from
+colour micrograph), one entry failing each exclusion criterion (uneven exposure,
+anisotropy, a near-duplicate, poor quality, non-representative) and the three members of
+one family (:mod:`microlib.demo_site.family`). Each entry draws from
 its own random stream, so adding an entry never changes the others.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from microlib.demo_site.family import family_entries
 from microlib.demo_site.records import Record
 from microlib.demo_site.scale_bar import BarSpec
 from microlib.demo_site.structures import (
@@ -53,6 +55,7 @@ def build_entries(seed: int = 0) -> list[dict[str, Any]]:
             "anisotropic",
             "blurred",
             "coarse",
+            "family",
         )
     }
     entries: list[dict[str, Any]] = []
@@ -363,4 +366,7 @@ def build_entries(seed: int = 0) -> list[dict[str, Any]]:
             ),
         )
     )
+
+    # 36-38: one family (a coarsening series) for the conditional generator
+    entries += family_entries(streams["family"])
     return entries

@@ -69,6 +69,7 @@ def render_entry(spec: dict[str, Any]) -> tuple[bytes, dict[str, Any], dict[str,
         "labels": f"truth/{spec['number']:06d}_labels.png" if labels is not None else None,
         "bar_mask": f"truth/{spec['number']:06d}_barmask.png",
         "record": record_fields(spec["record"]),
+        "family": spec.get("family"),
     }
     arrays = {"barmask": (overlay * 255).astype(np.uint8)}
     if labels is not None:

@@ -3,7 +3,8 @@
 - :mod:`~microlib.media.render` — label colours, the textured-cube renderer, rotation
   and slicing animations, GIF encoding;
 - :mod:`~microlib.media.panels` — the equal-pixel-scale preview with micrometre scale
-  bars, and the in-painting panel.
+  bars, and the in-painting panel;
+- :mod:`~microlib.media.sweep` — a family generator's code sweep (montage and frames).
 
 Everything public is re-exported here (``from microlib import media as M``); files are
 written by :mod:`microlib.commands.media`.
@@ -39,6 +40,7 @@ from microlib.media.render import (
     rotation_frames,
     slicing_frames,
 )
+from microlib.media.sweep import mid_slice, sweep_frames, sweep_montage
 
 __all__ = [
     "BACKGROUND",
@@ -58,12 +60,15 @@ __all__ = [
     "inpaint_panel",
     "label_colours",
     "mask_overlay",
+    "mid_slice",
     "preview",
     "render_box",
     "rotation_frames",
     "round_length",
     "scale_bar",
     "slicing_frames",
+    "sweep_frames",
+    "sweep_montage",
     "with_scale_band",
     "zoom",
     "zoom_factor",

@@ -35,7 +35,12 @@ from microlib.validate.compare import (
     grey_metrics,
     nphase_metrics,
 )
-from microlib.validate.feature import feature_size, is_monotone, mean_chord_lengths
+from microlib.validate.feature import (
+    family_feature_table,
+    feature_size,
+    is_monotone,
+    mean_chord_lengths,
+)
 from microlib.validate.fidelity import (
     CHECKERBOARD_FLOOR,
     NYQUIST_BAND,
@@ -89,6 +94,7 @@ __all__ = [
     "compare",
     "correlation_length",
     "default_max_lag",
+    "family_feature_table",
     "feature_size",
     "fidelity_block",
     "fidelity_flags",

@@ -119,4 +119,90 @@ def is_monotone(values: list[float], strict: bool = True) -> bool:
     return bool(np.all(d >= 0) or np.all(d <= 0))
 
 
-__all__ = ["feature_size", "is_monotone", "mean_chord_lengths"]
+def _fractions(labels: np.ndarray, n_phases: int) -> list[float]:
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=n_phases)[:n_phases]
+    return [round(float(c), 5) for c in counts / max(int(counts.sum()), 1)]
+
+
+def _row(labels: np.ndarray, n_phases: int, max_lag: int | None) -> dict:
+    fs = feature_size(labels, n_phases, max_lag=max_lag)
+    return {
+        "correlation_length_px": fs["correlation_length_px"],
+        "mean_chord_length_px": fs["mean_chord_length_px"],
+        "volume_fractions": _fractions(labels, n_phases),
+    }
+
+
+def family_feature_table(
+    members: list[tuple[float, np.ndarray]],
+    volumes: list[tuple[float, np.ndarray]],
+    n_phases: int,
+    max_lag: int | None = None,
+) -> dict:
+    """Feature size against code for a family generator.
+
+    Parameters
+    ----------
+    members : list of (float, ndarray)
+        ``(code, labels)`` of each member's 2D training image.
+    volumes : list of (float, ndarray)
+        ``(code, labels)`` of each volume generated at a code (3D).
+    n_phases : int
+    max_lag : int, optional
+        Largest two-point-correlation lag, the same for images and volumes (default: half
+        the shortest edge of all of them, capped at 64).
+
+    Returns
+    -------
+    dict
+        ``members`` and ``codes``: one row per image / volume, in ascending code, with
+        ``correlation_length_px``, ``mean_chord_length_px`` and ``volume_fractions``; a
+        volume at a member's code also has ``member_correlation_length_px`` and
+        ``correlation_length_error_pct`` (relative to that member). ``summary``:
+        ``monotone`` (the volumes' correlation length rises or falls strictly with the
+        code), ``members_monotone`` (the same for the members), ``max_abs_error_pct``
+        (over the volumes at member codes) and ``max_lag``.
+    """
+    if len(members) < 2:
+        raise MicrolibError("a family needs two or more members")
+    if not volumes:
+        raise MicrolibError("no generated volumes to measure")
+    shapes = [a.shape for _, a in members] + [a.shape for _, a in volumes]
+    lag = int(max_lag) if max_lag else min(64, min(_max_lag(s) for s in shapes))
+    rows_m = [{"code": float(c), **_row(a, n_phases, lag)} for c, a in sorted(members, key=_code)]
+    by_code = {r["code"]: r for r in rows_m}
+    rows_v = []
+    for c, a in sorted(volumes, key=_code):
+        row = {"code": float(c), "training_code": float(c) in by_code, **_row(a, n_phases, lag)}
+        member = by_code.get(float(c))
+        if member is not None:
+            want, got = member["correlation_length_px"], row["correlation_length_px"]
+            row["member_correlation_length_px"] = want
+            row["correlation_length_error_pct"] = (
+                None if want is None or got is None else round(100.0 * (got - want) / want, 2)
+            )
+        rows_v.append(row)
+    errors = [
+        abs(r["correlation_length_error_pct"])
+        for r in rows_v
+        if r.get("correlation_length_error_pct") is not None
+    ]
+    sizes_v = [r["correlation_length_px"] for r in rows_v]
+    sizes_m = [r["correlation_length_px"] for r in rows_m]
+    return {
+        "members": rows_m,
+        "codes": rows_v,
+        "summary": {
+            "monotone": None not in sizes_v and len(sizes_v) > 1 and is_monotone(sizes_v),
+            "members_monotone": None not in sizes_m and is_monotone(sizes_m),
+            "max_abs_error_pct": max(errors) if errors else None,
+            "max_lag": lag,
+        },
+    }
+
+
+def _code(item: tuple[float, np.ndarray]) -> float:
+    return float(item[0])
+
+
+__all__ = ["family_feature_table", "feature_size", "is_monotone", "mean_chord_lengths"]

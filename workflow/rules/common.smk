@@ -1,6 +1,7 @@
 import difflib
 import json
 import os
+import re
 import shlex
 
 import yaml
@@ -82,10 +83,129 @@ IDS = parse_id_spec(config["source"]["ids"])
 NAMES = [entry_name(i) for i in IDS]
 
 
+# --------------------------------------------------------------------------- families
+# `families:` maps a family name to its members (entry id or name -> code) and optional
+# codes to generate at, preset, iterations, cube size and `individual`. The schema checks
+# the shape; the meaning (members among the configured ids, numeric and distinct codes)
+# is checked here, at parse time, so `snakemake -n` stops with one line per bad family.
+
+FAMILY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _code_text(code):
+    # the spelling in file names and on the command line: 0.475, not 0.47500000000000003
+    return f"{round(float(code), 6):g}"
+
+
+def _family_member(key, ids):
+    """`36`, `"000036"` or `"microstructure036"` -> the entry name, or an error line."""
+    try:
+        name = entry_name(key)
+    except (TypeError, ValueError):
+        return None, f"member {key!r} is not an entry id or microstructureNNN name"
+    if int(entry_id(name)) not in ids:
+        return None, f"member {name} is not among the configured ids (source.ids)"
+    return name, None
+
+
+def _parse_family(fam, spec, ids, cfg):
+    """One family's settings, or the one-line reason it is refused."""
+    if not FAMILY_NAME.match(str(fam)):
+        return (
+            None,
+            "the name must be lower-case letters, digits and _, starting with a letter",
+        )
+    members = spec.get("members") or {}
+    if len(members) < 2:
+        return None, f"a family needs at least 2 members, it has {len(members)}"
+    named = []
+    for key, code in members.items():
+        name, why = _family_member(key, ids)
+        if why:
+            return None, why
+        if not _is_number(code) or code != code or abs(code) == float("inf"):
+            return None, f"the code of {name} is not a number: {code!r}"
+        named.append((name, float(code)))
+    if len({n for n, _ in named}) != len(named):
+        return None, "a member is listed twice"
+    by_code = {}
+    for name, code in named:
+        by_code.setdefault(_code_text(code), []).append(name)
+    dup = {c: n for c, n in by_code.items() if len(n) > 1}
+    if dup:
+        c, n = next(iter(dup.items()))
+        return (
+            None,
+            f"duplicate code {c} ({', '.join(n)}): each member needs its own code",
+        )
+    named.sort(key=lambda m: m[1])
+    lo, hi = named[0][1], named[-1][1]
+    codes = spec.get("codes")
+    if codes is None:
+        # the members' codes and the midpoint between each neighbouring pair
+        trained = [c for _, c in named]
+        codes = trained + [(a + b) / 2 for a, b in zip(trained, trained[1:])]
+    for code in codes:
+        if not _is_number(code):
+            return None, f"codes: {code!r} is not a number"
+        if not lo <= code <= hi:
+            return (
+                None,
+                f"codes: {code:g} is outside the members' range [{lo:g}, {hi:g}]",
+            )
+    codes = sorted({_code_text(c): None for c in codes}, key=float)
+    train = spec.get("train") or {}
+    flags = command_flags("train")
+    for key, value in train.items():
+        flag = f"--{key}".replace("_", "-")
+        if (f"--no-{flag[2:]}" if value is False else flag) not in flags:
+            return None, f"train.{key}: not an option of `microlib train`"
+    size = spec.get("size", (cfg.get("generate") or {}).get("size"))
+    return {
+        "members": named,
+        "codes": codes,
+        "preset": spec.get("preset"),
+        "iterations": spec.get("iterations"),
+        "train": dict(train),
+        "size": size,
+        "individual": bool(spec.get("individual", True)),
+    }, None
+
+
+def check_families(cfg, ids):
+    """The parsed `families:` section; a WorkflowError with one line per bad family."""
+    families, reasons = {}, []
+    for fam, spec in (cfg.get("families") or {}).items():
+        parsed, why = _parse_family(fam, spec or {}, set(ids), cfg)
+        if why:
+            reasons.append(f"config: families.{fam}: {why}")
+        else:
+            families[fam] = parsed
+    if reasons:
+        raise WorkflowError("\n".join(reasons))
+    return families
+
+
+FAMILIES = check_families(config, IDS)
+# members of a family with `individual: false` get no generator of their own
+FAMILY_ONLY = {
+    name
+    for fam in FAMILIES.values()
+    if not fam["individual"]
+    for name, _ in fam["members"]
+}
+
+
 # (no {m,n} quantifiers: braces clash with Snakemake's wildcard syntax)
 wildcard_constraints:
     id=r"\d\d\d\d\d\d",
     name=r"microstructure\d\d\d+",
+    family=r"[a-z][a-z0-9_]*",
+    code=r"-?[0-9][0-9.e+-]*",
 
 
 # every rule runs the microlib CLI; with --use-conda this is the environment it needs
@@ -268,6 +388,11 @@ def named_target(name):
     def inputs(wildcards):
         sel = selection()
         ident = entry_id(name)
+        if ident in sel["included"] and name in FAMILY_ONLY:
+            # packaged only in its family: the name builds the family
+            fams = [f for f, spec in FAMILIES.items() if name in dict(spec["members"])]
+            print(f"{name} is packaged in its family only: {', '.join(fams)}")
+            return [f for fam in fams for f in family_target(fam)(wildcards)]
         if ident in sel["included"]:
             return entry_files(name)
         why = sel.get("excluded", {}).get(ident, {}).get("reasons") or [
@@ -279,11 +404,126 @@ def named_target(name):
     return inputs
 
 
+def packaged_names():
+    """Included entries packaged as entries of their own (not only in a family)."""
+    return [n for n in included_names() if n not in FAMILY_ONLY]
+
+
 def dataset_inputs(wildcards):
     files = []
-    for name in included_names():
+    for name in packaged_names():
         files += entry_files(name)
     return files
+
+
+# --------------------------------------------------------------------------- family targets
+
+FAMILY_SUFFIXES = [
+    "_Gen.pt",
+    "_Disc.pt",
+    "_params.json",
+    "_metrics.json",
+    "_sweep.png",
+    "_sweep.gif",
+    "_metadata.json",
+]
+
+
+def family_files(fam):
+    """The packaged files of one family: what `family_<name>` builds."""
+    return [
+        R(f"microlibDataset/families/{fam}/{fam}{suffix}") for suffix in FAMILY_SUFFIXES
+    ]
+
+
+def family_left_out(fam):
+    """Why a family cannot be built (a member not in the dataset), or None."""
+    sel = selection()
+    for name, _ in FAMILIES[fam]["members"]:
+        ident = entry_id(name)
+        if ident not in sel["included"]:
+            why = sel.get("excluded", {}).get(ident, {}).get("reasons") or [
+                "not present on the site"
+            ]
+            return f"member {name} is not in the dataset: {'; '.join(why)}"
+    return None
+
+
+def packaged_families():
+    """Families whose members are all included (the others are reported and left out)."""
+    out = []
+    for fam in FAMILIES:
+        why = family_left_out(fam)
+        if why:
+            print(f"family {fam} is left out: {why}")
+        else:
+            out.append(fam)
+    return out
+
+
+def families_flag(wildcards):
+    """`--families A B` for `microlib package dataset`, or nothing."""
+    fams = packaged_families()
+    return " ".join(["--families", *fams]) if fams else ""
+
+
+def family_dataset_inputs(wildcards):
+    return [f for fam in packaged_families() for f in family_files(fam)]
+
+
+def family_target(fam):
+    """Inputs of `family_<name>`: the packaged family, or only the selection (with the
+    reason printed) when a member is not in the dataset."""
+
+    def inputs(wildcards):
+        why = family_left_out(fam)
+        if why:
+            print(f"family {fam} is not built: {why}")
+            return [checkpoints.select.get().output[0]]
+        return family_files(fam)
+
+    return inputs
+
+
+def family_members(wildcards):
+    """The members' training images, in ascending code (the order of --codes)."""
+    fam = wildcards.family
+    if fam not in FAMILIES:
+        raise WorkflowError(f"config: families: no family named {fam}")
+    why = family_left_out(fam)
+    if why:
+        raise WorkflowError(f"family {fam}: {why}")
+    return [R(f"training/{name}.png") for name, _ in FAMILIES[fam]["members"]]
+
+
+def family_member_meta(wildcards):
+    return [
+        R(f"raw/{entry_id(n)}.json") for n, _ in FAMILIES[wildcards.family]["members"]
+    ]
+
+
+def family_member_codes(wildcards):
+    return ",".join(_code_text(c) for _, c in FAMILIES[wildcards.family]["members"])
+
+
+def family_volumes(wildcards):
+    fam = wildcards.family
+    return [
+        R(f"volumes/families/{fam}/{fam}_code{code}.tif")
+        for code in FAMILIES[fam]["codes"]
+    ]
+
+
+def family_train_args(wildcards):
+    """The `train:` section with the family's own train options, preset and iterations
+    over it."""
+    fam = FAMILIES[wildcards.family]
+    own = {k: fam[k] for k in ("preset", "iterations") if fam[k] is not None}
+    return cli_args({**stage("train"), **fam["train"], **own})
+
+
+def family_generate_args(wildcards):
+    return cli_args({**stage("generate"), "size": FAMILIES[wildcards.family]["size"]})
 
 
 def scrape_source(wildcards, input):

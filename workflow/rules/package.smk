@@ -52,6 +52,7 @@ ZIP = bool(stage("package").get("zip", True))
 rule package:
     input:
         entries=dataset_inputs,
+        families=family_dataset_inputs,
         selection=R("annotations/selection.json"),
         index=R("raw/index.json"),
     output:
@@ -83,13 +84,15 @@ rule package:
         runtime=60,
     params:
         dataset_dir=lambda w, output: os.path.dirname(output.anns),
-        names=lambda w: " ".join(included_names()),
+        names=lambda w: " ".join(packaged_names()),
+        families=families_flag,
         archive=f"--zip {R('microlibDataset.zip')}" if ZIP else "--no-zip",
         report_dir=lambda w, output: os.path.dirname(output.summary),
     shell:
         "microlib package dataset --selection {input.selection} --index {input.index}"
         " --dataset-dir {params.dataset_dir} {params.archive}"
-        " --report-dir {params.report_dir} {params.names} > {log} 2>&1"
+        " --report-dir {params.report_dir} {params.names} {params.families}"
+        " > {log} 2>&1"
 
 
 # `snakemake microstructure237` rebuilds that entry (and only what it needs)
