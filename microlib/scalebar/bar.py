@@ -267,7 +267,11 @@ def _bar_tolerance(grey: np.ndarray, bar_box: list[int], colour: float, contrast
     """
     reach = _data_reach(grey, bar_box, colour)
     limit = 0.8 * reach if reach < contrast else contrast
-    return float(np.clip(min(0.5 * contrast, limit), 8.0, 100.0))
+    # at least 8 levels (JPEG moves drawn pixels by a few), unless a phase sits that close
+    # to the bar colour (a grey-200 bar over a 192 phase); a bar at the data's own
+    # extreme cannot be told apart by grey, and keeps the 8
+    floor = min(8.0, 0.8 * reach) if reach >= 3.0 else 8.0
+    return float(np.clip(min(0.5 * contrast, limit), floor, 100.0))
 
 
 def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
