@@ -38,8 +38,8 @@ def scale_bar_mask(
     (a solid rectangle), plus the pixels of the label's box (grown by 1 px) within
     ``tolerance`` of the bar colour, i.e. glyph pixels at least about half covered, in
     pieces that hold a pixel of the bar's own grey (:data:`CORE_TOL`): data specks that
-    merely come close to the bar colour between the glyphs stay out.
-    Without them (curated or older annotations) it is every pixel of ``box`` within
+    merely come close to the bar colour between the glyphs stay out; the glyphs then
+    take in the faint parts of their strokes (:func:`_grow_strokes`). Without them (curated or older annotations) it is every pixel of ``box`` within
     ``tolerance``. As MicroLib, the pixels are dilated by ``dilation`` px (a 3x3 square
     per step), which adds the antialiased fringe of the glyphs; the detected bar
     rectangle, which has no fringe, grows by ``dilation - 1`` (the edge blur the
