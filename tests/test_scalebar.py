@@ -82,11 +82,15 @@ def test_mask_without_detector_boxes_keeps_the_colour_rule():
     assert mask.sum() == 5 * 40 + 5 * 4
 
 
-def _two_phase(shape: tuple[int, int], seed: int, lo: int, hi: int) -> np.ndarray:
-    """A segmented two-phase micrograph at raw grey levels ``lo``/``hi`` (blobs, sharp)."""
+def _two_phase(
+    shape: tuple[int, int], seed: int, lo: int, hi: int, level: float = 0.0
+) -> np.ndarray:
+    """A segmented two-phase micrograph at raw grey levels ``lo``/``hi`` (blobs, sharp;
+    a higher ``level`` leaves fewer ``hi`` blobs)."""
     rng = np.random.default_rng(seed)
     f = ndimage.gaussian_filter(rng.normal(size=shape), 3.0)
-    return np.where(f > 0, hi, lo).astype(np.uint8)
+    f /= f.std()
+    return np.where(f > level, hi, lo).astype(np.uint8)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +146,26 @@ def test_short_phase_rectangle_with_pieces_attached_is_not_a_bar():
     img[105:107] = 64
     img[98:100] = 64
     assert detect_scale_bar(img) is not None
+
+
+def test_grey_200_bar_beside_a_192_phase_leaves_the_phase_out():
+    """Micrograph 160: a grey-200 bar reads over the dark phase, but blobs of the 192
+    phase lie 8 levels from it; the tolerance stays under 8 so they are not glyphs."""
+    img = _two_phase((467, 700), seed=160, lo=64, hi=192, level=1.2)
+    style = BarStyle(
+        font=FONTS[-1],
+        size=27,
+        colour=200,
+        corner="bl",
+        style="overlay",
+        length_frac=0.34,
+        thickness=4,
+    )
+    r = render(img, style)
+    assert r["colour"] == 200
+    found, mask = _mask_for(r["image"])
+    assert found["bar_box"] == r["bar_box"]
+    assert found["tolerance"] < 8
+    truth = r["truth"]
+    assert (mask & truth).sum() / truth.sum() >= 0.99
+    assert (mask & truth).sum() / mask.sum() >= 0.8
