@@ -21,6 +21,8 @@ from workflow_helpers import ROOT, snakemake, workflow_copy
 from microlib import annotate as A
 from microlib import demo_site
 from microlib.annotate.illumination import trend_surface
+from microlib.benchmarks.annotate_bars import bench_bars
+from microlib.benchmarks.bar_render import BITMAP, BarStyle, render
 from microlib.cli import main
 from microlib.errors import MicrolibError
 from microlib.io import read_image, read_json, write_json
@@ -723,6 +725,62 @@ def test_crop_strips_frames_and_bands_but_not_flat_data():
     assert A.detect_crop(seg)["box"][2] - A.detect_crop(seg)["box"][0] >= 295
 
 
+def test_crop_strips_a_frame_line_beside_an_info_band():
+    """Micrograph 277: a white border along the bottom and right of the data, then a
+    black info band below with a grey bar. The band's rows cross the right border line,
+    which must still go, so the crop is the one the micrograph gets without the band."""
+    rng = np.random.default_rng(3)
+    field = demo_site.gaussian_random_field((300, 400), 3.0, rng) > 0
+    data = np.where(field, 220, 113).astype(np.uint8)
+    data[-4:] = 255
+    data[:, -1] = 255
+    alone = A.detect_crop(data)["box"]
+    assert alone[2] <= 399 and alone[3] <= 296
+    style = BarStyle(
+        font=BITMAP,
+        size=20,
+        colour=200,
+        corner="br",
+        style="band",
+        length_frac=0.3,
+        thickness=4,
+    )
+    r = render(data, style)
+    res = A.detect_crop(r["image"])
+    assert res["box"] == alone
+    assert res["info_band"]["side"] == "bottom"
+
+
+def test_band_bar_found_below_two_phase_data_with_a_bar_like_phase_patch():
+    """Micrograph 630: a short solid patch of the light phase, with blobs of it joined to
+    its edge and more a little further off, is not a scale bar; the bar in the info band
+    below the data is the one that gives the length."""
+    rng = np.random.default_rng(5)
+    field = demo_site.gaussian_random_field((375, 435), 3.0, rng) > 0.3
+    data = np.where(field, 192, 64).astype(np.uint8)
+    data[0:40, 300:380] = 64
+    data[5:10, 333:354] = 192  # 21 x 5, the shortest bar the detector takes
+    data[10:18, 336:340] = 192  # joined blobs
+    data[10:15, 345:350] = 192
+    data[26:34, 350:364] = 192  # a blob 16 rows below
+    assert A.detect_scale_bar(data) is None
+    style = BarStyle(
+        font=BITMAP,
+        size=28,
+        colour=200,
+        corner="tr",
+        style="band",
+        length_frac=0.3,
+        thickness=4,
+    )
+    r = render(data, style)
+    ann = A.annotate_image(r["image"])
+    assert ann["crop"]["box"] == [0, 0, 435, 375]
+    assert ann["scale_bar"]["present"] is False
+    assert ann["scale_bar"]["outside_crop"]["bar_box"] == r["bar_box"]
+    assert ann["scale_bar"]["length_px"] == r["length_px"]
+
+
 def test_scale_bar_mask_does_not_wrap_around_the_border():
     img = np.full((50, 60), 100, np.uint8)
     img[45:50, 0:20] = 255  # a bar touching the bottom-left corner
@@ -970,3 +1028,16 @@ def test_workflow_gives_annotate_and_segment_the_same_settings(demo, tmp_path):
     assert len(annotate) == 1 and len(seg) == 1, commands
     for command in annotate + seg:
         assert "--denoise gaussian --denoise-size 5 --no-halos" in command, command
+
+
+def test_real_bars_on_277_and_630_found_and_band_cropped(realdata, capsys):
+    """The bench's renderings on micrographs 277 (border lines beside a band) and 630 (a
+    bar-like phase patch above a band bar): every bar found, every band cropped exactly,
+    the overlays masked with recall >= 0.99."""
+    res = bench_bars(realdata, 3, entries={"277", "630"})
+    assert res["n"] == 6 and res["found"] == 6
+    assert res["band"] == 2 and res["band_crop_ok"] == 2
+    assert res["recall"] >= 0.99
+    assert "bars found on the clean images (leftovers or false positives): 0" in (
+        capsys.readouterr().out
+    )

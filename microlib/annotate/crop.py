@@ -148,18 +148,33 @@ def detect_crop(
         "left": grey.T,
         "right": grey.T[::-1],
     }
+    trim = dict(
+        tol=tol,
+        line_frac=line_frac,
+        band_bg_frac=band_bg_frac,
+        band_contrast=band_contrast,
+        max_band_frac=max_band_frac,
+        margin=margin,
+    )
     removed: dict[str, int] = {}
     bands: dict[str, int] = {}
     for side, rows in views.items():
-        removed[side], bands[side] = _edge_trim(
-            rows,
-            tol=tol,
-            line_frac=line_frac,
-            band_bg_frac=band_bg_frac,
-            band_contrast=band_contrast,
-            max_band_frac=max_band_frac,
-            margin=margin,
-        )
+        removed[side], bands[side] = _edge_trim(rows, **trim)
+    # a frame line along the sides next to an info band stops at the band (the band's
+    # text and background cross it): look for such lines again beside the data alone
+    across = {"top": ("left", "right"), "bottom": ("left", "right")}
+    across.update(left=("top", "bottom"), right=("top", "bottom"))
+    for side in [s for s in views if bands[s]]:
+        for other in across[side]:
+            if bands[other]:
+                continue
+            if other in ("left", "right"):
+                data = grey[removed["top"] : h - removed["bottom"]]
+                rows = data.T if other == "left" else data.T[::-1]
+            else:
+                data = grey[:, removed["left"] : w - removed["right"]]
+                rows = data if other == "top" else data[::-1]
+            removed[other] = max(removed[other], _edge_trim(rows, **trim)[0])
     x0, x1 = removed["left"], w - removed["right"]
     y0, y1 = removed["top"], h - removed["bottom"]
     if x1 - x0 < 8 or y1 - y0 < 8:  # degenerate (e.g. a blank image): keep everything

@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="only the first N real images (quick look)"
     )
+    parser.add_argument(
+        "--entries",
+        default=None,
+        help="only these real images, comma-separated DoITPoMS ids (e.g. 277,630); each keeps "
+        "the bar styles it gets in the full run",
+    )
     parser.add_argument("--no-demo", action="store_true", help="skip the demo-library part")
     parser.add_argument(
         "--bars-per-image",
@@ -95,11 +101,15 @@ def _otsu_type(img: np.ndarray) -> str:
     return "twophase" if th and A.separability(hist, th) >= 0.85 else "grayscale"
 
 
-def bench_realdata(root: Path, limit: int | None = None) -> dict[str, Any]:
+def bench_realdata(
+    root: Path, limit: int | None = None, entries: set[str] | None = None
+) -> dict[str, Any]:
 
     rows = list(csv.DictReader(open(root / "micrographs.csv", encoding="utf-8")))
     if limit:
         rows = rows[:limit]
+    if entries:
+        rows = [r for r in rows if r["entry"] in entries]
     th = A.FilterThresholds()
     per: list[dict[str, Any]] = []
     t_ours = t_base = 0.0
@@ -353,6 +363,13 @@ def _record_meta(html_bytes: bytes) -> dict[str, str]:
     return out
 
 
+def _entry_ids(text: str | None) -> set[str] | None:
+    """``"277, 630"`` -> ``{"277", "630"}`` (ids zero-padded to three digits, as the files)."""
+    if not text:
+        return None
+    return {t.strip().zfill(3) for t in text.split(",") if t.strip()}
+
+
 def run(args: argparse.Namespace) -> int:
     root = _realdata_dir(args.realdata)
     if root is None:
@@ -360,9 +377,10 @@ def run(args: argparse.Namespace) -> int:
             "real data not found (pass --realdata or set MICROLIB_REALDATA); real-data part skipped"
         )
     else:
-        bench_realdata(root, args.limit)
+        entries = _entry_ids(args.entries)
+        bench_realdata(root, args.limit, entries)
         if args.bars_per_image > 0:
-            bench_bars(root, args.bars_per_image, args.limit)
+            bench_bars(root, args.bars_per_image, args.limit, entries)
         bench_examples(root)
     if not args.no_demo:
         bench_demo(args.demo_seed)

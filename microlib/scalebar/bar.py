@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from microlib.image import clip_box, to_grey
-from microlib.scalebar.label import _label_box
+from microlib.scalebar.label import _data_reach, _label_box
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
@@ -265,21 +265,24 @@ def _bar_tolerance(grey: np.ndarray, bar_box: list[int], colour: float, contrast
     than 0.8 of the distance to the data's own extreme on the bar's side (p0.5 / p99.5
     away from the bar), so data that come close to the bar colour stay out.
     """
-    bx0, by0, bx1, by1 = bar_box
-    outside = np.ones_like(grey, bool)
-    outside[max(0, by0 - 40) : by1 + 40, max(0, bx0 - 40) : bx1 + 40] = False
-    data = grey[outside] if outside.any() else grey.ravel()
-    lo, hi = np.percentile(data, [0.5, 99.5])
-    extreme = hi if colour >= float(np.median(data)) else lo
-    limit = 0.8 * abs(colour - extreme) if abs(colour - extreme) < contrast else contrast
-    return float(np.clip(min(0.5 * contrast, limit), 8.0, 100.0))
+    reach = _data_reach(grey, bar_box, colour)
+    limit = 0.8 * reach if reach < contrast else contrast
+    # at least 8 levels (JPEG moves drawn pixels by a few), unless a phase sits that close
+    # to the bar colour (a grey-200 bar over a 192 phase); a bar at the data's own
+    # extreme cannot be told apart by grey, and keeps the 8
+    floor = min(8.0, 0.8 * reach) if reach >= 3.0 else 8.0
+    return float(np.clip(min(0.5 * contrast, limit), floor, 100.0))
 
 
 def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
     """Rows beyond the bar's long edges still pulled towards its colour (0-3 px).
 
     A drawn bar has a sharp edge; JPEG or a blurred image spreads it (and the glyphs'
-    edges) over a few pixels, which the mask's dilation must then cover.
+    edges) over a few pixels, which the mask's dilation must then cover. Blur makes a
+    ramp: in nearly every column a pulled row lies clearly nearer the bar colour than
+    the row beyond it. Data next to a sharp bar do not (a dark phase along a black bar
+    is as far from it as the phase two rows out), so comparing each column with itself
+    keeps the data's own levels from reading as blur.
     """
     h, _ = grey.shape
     x0, y0, x1, y1 = bar_box
@@ -291,13 +294,16 @@ def _edge_blur(grey: np.ndarray, bar_box: list[int], colour: float) -> int:
         far_row = edge + sign * 5
         if not 0 <= far_row < h:
             continue
-        far = float(np.median(np.abs(grey[far_row, x0:x1] - colour)))
-        if far < 20:
+        # columns where the data there differ from the bar: only they can show a ramp
+        cols = np.abs(grey[far_row, x0:x1] - colour) >= 20
+        if cols.sum() < 0.5 * (x1 - x0):
             continue
         k = 0
-        while k < 3 and 0 <= edge + sign * k < h:
-            near = float(np.median(np.abs(grey[edge + sign * k, x0:x1] - colour)))
-            if near > 0.85 * far:
+        while k < 3 and 0 <= edge + sign * (k + 1) < h:
+            near = np.abs(grey[edge + sign * k, x0:x1] - colour)[cols]
+            out = np.abs(grey[edge + sign * (k + 1), x0:x1] - colour)[cols]
+            pulled = near < np.minimum(0.9 * out, out - 3.0)
+            if float(pulled.mean()) < 0.6:
                 break
             k += 1
         blur = max(blur, k)

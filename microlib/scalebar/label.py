@@ -28,6 +28,22 @@ LABEL_GROW = 2
 LABEL_GROW_TOL = 1.5
 
 
+def _data_reach(grey: np.ndarray, box: list[int], colour: float) -> float:
+    """Grey distance from the bar colour to the data's own extreme on the bar's side.
+
+    The extreme is p0.5 / p99.5 (away from the bar) of the pixels more than 40 px from
+    ``box``: how close the data come to the bar colour, so a tolerance or a label's
+    growth can stop short of the data's levels.
+    """
+    x0, y0, x1, y1 = box
+    outside = np.ones_like(grey, bool)
+    outside[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = False
+    data = grey[outside] if outside.any() else grey.ravel()
+    lo, hi = np.percentile(data, [0.5, 99.5])
+    extreme = hi if colour >= float(np.median(data)) else lo
+    return abs(colour - float(extreme))
+
+
 def _glyph_pieces(near: np.ndarray, core: np.ndarray) -> tuple[np.ndarray, list]:
     """Components of ``near`` (8-connected) that hold a ``core`` pixel: a glyph's fully
     covered pixels carry the bar's own grey, data that merely come close rarely do."""
@@ -47,7 +63,9 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     off the search window, on one text line: the largest piece and its neighbours that
     overlap it vertically, each no further from the growing line than about a glyph
     height and a half (a word space, or the gaps a thin antialiased stroke leaves out of
-    tolerance; data specks of the same grey further along are left out).
+    tolerance; data specks of the same grey further along are left out). Pieces joined
+    to the bar's edge are not text, and the line must lie within about its own height
+    of the bar.
     """
     h, w = grey.shape
     x0, y0, x1, y1 = bar_box
@@ -60,6 +78,12 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
     # the bar itself is not label
     win[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = False
     lab, objs = _glyph_pieces(win, diff <= _core_tol(tol))
+    # a label is set apart from its bar; a piece joined to the bar's edge is data of its
+    # grey (a phase the bar crosses), or the bar itself if the bar box is data
+    ring = np.zeros(win.shape, bool)
+    ring[max(0, y0 - wy0 - 1) : y1 - wy0 + 1, max(0, x0 - wx0 - 1) : x1 - wx0 + 1] = True
+    ring[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = False
+    joined = set(np.unique(lab[ring]).tolist()) - {0}
     boxes = []
     big: list[int] = []
     for i, sl in enumerate(objs, start=1):
@@ -72,7 +96,7 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
         touches = (
             ys.start == 0 or xs.start == 0 or ys.stop == win.shape[0] or xs.stop == win.shape[1]
         )
-        if size < 3:
+        if size < 3 or i in joined:
             continue
         if gh > reach or gw > bw or touches:
             big.append(i)
@@ -112,4 +136,8 @@ def _label_box(grey: np.ndarray, bar_box: list[int], colour: float, tol: float) 
         cols = cols[(cols >= lx0 - gap) & (cols < lx1 + gap)]
         if cols.size:
             lx0, lx1 = min(lx0, int(cols.min())), max(lx1, int(cols.max()) + 1)
+    # a label is printed close to its bar, within about its own height; a blob of the
+    # bar's grey further off is data (a phase of a segmented image)
+    if max(ly0 - y1, y0 - ly1) > max(8, ly1 - ly0):
+        return None
     return [int(lx0), int(ly0), int(lx1), int(ly1)]
