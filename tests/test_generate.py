@@ -55,7 +55,7 @@ def make_net(params, seed=0):
             bn.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
             bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             bn.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-        if net.output_stage == "resize":
+        if net.output_stage in ("resize", "resize_trilinear"):
             # zero-mean kernels: the smooth upsampled features would let one phase win
             # everywhere at random init, and a one-phase volume tests nothing
             w = net.convs[-1].weight
@@ -130,7 +130,7 @@ def test_tiled_equals_untiled(kind, nc):
 def test_resize_stage_tiled_equals_untiled(kind, nc):
     params = make_params(kind, nc, preset="demo")
     net = make_net(params)
-    assert net.output_stage == "resize"
+    assert net.output_stage == "resize_trilinear"
     size = (70, 50, 90)
     whole = synthesise(net, params, size, seed=3)
     assert whole.shape == size
@@ -153,7 +153,7 @@ def test_resize_stage_loads_from_params_json_only(tmp_path, capsys):
     net = make_net(params)
     save_model(tmp_path / "m", params, net)
     g, p = load_generator(tmp_path / "m")
-    assert p == params and g.output_stage == "resize"
+    assert p == params and g.output_stage == "resize_trilinear"
     assert np.array_equal(synthesise(g, p, 40, seed=1), synthesise(net, params, 40, seed=1))
     # _params.data cannot describe the stage: without the json the load is refused
     save_model(tmp_path / "orig", params, net, json_too=False)

@@ -254,7 +254,7 @@ def test_resize_stage_folds_and_tiles_exactly():
     geo = generator_geometry(p.gk, p.gs, p.gp)
     assert (geo.stride, geo.trim, geo.halo, geo.exact_tiles) == (16, 32, 2, True)
     fused = FusedGenerator(net)
-    assert fused.output_stage == "resize" and isinstance(fused.convs[-1], nn.Conv3d)
+    assert fused.output_stage == "resize_trilinear" and isinstance(fused.convs[-1], nn.Conv3d)
     z = torch.randn(1, 16, 8, 3, 4)
     with torch.no_grad():
         whole = net(z, activate=False)
@@ -263,6 +263,25 @@ def test_resize_stage_folds_and_tiles_exactly():
             part = net(z[:, :, a : a + m], activate=False)
             assert part.shape[2] == 16 * (m - 2)
             assert torch.allclose(part, whole[:, :, 16 * a : 16 * a + 16 * (m - 2)], atol=1e-5)
+
+
+@pytest.mark.parametrize("final", ["softmax", "tanh"])
+def test_trilinear_resize_stage_changes_grey_outputs_only(final):
+    """``resize_trilinear`` is ``resize`` for phase outputs; for grey it upsamples
+    trilinearly, and a latent slab still yields exactly the global output."""
+    near = _net("demo", nc=1 if final == "tanh" else 3, final=final, stage="resize").eval()
+    tri = _net("demo", nc=1 if final == "tanh" else 3, final=final, stage="resize_trilinear")
+    tri.eval()
+    _randomise_bn(near)
+    _randomise_bn(tri)
+    z = torch.randn(1, 16, 6, 3, 4)
+    with torch.no_grad():
+        a, b = near(z, activate=False), tri(z, activate=False)
+        assert a.shape == b.shape
+        assert torch.allclose(a, b) == (final == "softmax")
+        for s, m in [(0, 3), (1, 4), (3, 3)]:
+            part = tri(z[:, :, s : s + m], activate=False)
+            assert torch.allclose(part, b[:, :, 16 * s : 16 * s + 16 * (m - 2)], atol=1e-5)
 
 
 def test_resize_weights_in_a_transposed_net_are_named():

@@ -173,10 +173,14 @@ def test_params_json_round_trip(tmp_path):
 def test_params_json_records_the_resize_stage(tmp_path):
     p = _params(preset="demo", training={"preset": "demo"})
     d = p.to_json()
-    assert d["g_output_stage"] == "resize" and d["format_version"] == 2
+    assert d["g_output_stage"] == "resize_trilinear" and d["format_version"] == 3
     assert d["size_formula"] == "16*(lf-2)"  # the resize stage keeps the sizes
     q = ModelParams.from_json(d)
-    assert q == p and q.build_generator().output_stage == "resize"
+    assert q == p and q.build_generator().output_stage == "resize_trilinear"
+    # a nearest-upsampling resize model (the demo's stage before) stays version 2
+    near = _params(preset="demo", g_output_stage="resize")
+    assert near.to_json()["format_version"] == 2
+    assert ModelParams.from_json(near.to_json()).build_generator().output_stage == "resize"
     # a version-1 file (no field) is a transposed-stage model
     old = {k: v for k, v in _params().to_json().items() if k != "g_output_stage"}
     assert ModelParams.from_json(old).g_output_stage == "transpose"

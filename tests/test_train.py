@@ -845,19 +845,23 @@ def test_demo_preset_run_with_the_resize_stage_generates(train_png, tmp_path):
     """The demo preset as it is (resize stage, constant lr, EMA), a few iterations:
     loadable artefacts, and ``microlib generate`` works on them."""
     demo = get_preset("demo")
-    assert (demo.g_output_stage, demo.lr_schedule, demo.ema_decay) == ("resize", "constant", 0.99)
+    assert (demo.g_output_stage, demo.lr_schedule, demo.ema_decay) == (
+        "resize_trilinear",
+        "constant",
+        0.99,
+    )
     assert demo.iterations == 600 and demo.lr_g == demo.lr_d == 5e-4
     out = tmp_path / "m"
     args = ["--preset", "demo", "--iterations", "3", "--threads", "1"]
     assert main(["train", str(train_png), "--out", str(out), *args]) == 0
     name = "microstructure042"
     pj = read_json(out / f"{name}_params.json")
-    assert pj["g_output_stage"] == "resize" and pj["format_version"] == 2
-    assert pj["training"]["hyperparameters"]["g_output_stage"] == "resize"
+    assert pj["g_output_stage"] == "resize_trilinear" and pj["format_version"] == 3
+    assert pj["training"]["hyperparameters"]["g_output_stage"] == "resize_trilinear"
     assert load_weights(out / f"{name}_Gen.pt")["convs.3.weight"].shape == (3, 16, 3, 3, 3)
     assert read_params_data(out / f"{name}_params.data")[6] == [16, 64, 32, 16, 3]
     net, params = load_generator(out)
-    assert net.output_stage == "resize" and params.g_output_stage == "resize"
+    assert net.output_stage == params.g_output_stage == "resize_trilinear"
     vol = tmp_path / "v.tif"
     rc = main(["generate", str(out), "--size", "40", "--out", str(vol), "--tile", "16"])
     assert rc == 0

@@ -4,10 +4,12 @@ the calibration recomputed on the real volume."""
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from microlib import io as mio
@@ -201,3 +203,56 @@ def test_real_volume_calibration_reproduces_the_constants(realdata):
         vol[64], vol, data_type="threephase", n_phases=3, max_lag=16, tortuosity_size=None
     )
     assert doc["summary"]["flags"] == [], doc["summary"]["flag_reasons"]
+
+
+def grey_field(shape, sigma: float, seed: int) -> np.ndarray:
+    """Smooth random grey levels around 128."""
+    g = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=shape), sigma)
+    return np.clip(128 + 40 * g / g.std(), 0, 255)
+
+
+def test_grey_calibration_measures_quadrant_spread():
+    even = grey_field((256, 256), 1.5, 0)
+    ramp = even + np.linspace(-30, 30, 256)[None, :]  # one side brighter than the other
+    cal = V.calibrate_grey_thresholds([even, ramp])
+    uniform, graded = cal["images"]
+    # a quadrant of the ramped image is ~15 grey levels off the whole; the even one ~2
+    assert graded["grey_mean_abs_error"] > 10 > 5 > uniform["grey_mean_abs_error"]
+    assert cal["volume"] is None
+    assert cal["spread"]["grey_mean_abs_error"] == pytest.approx(
+        (uniform["grey_mean_abs_error"] + graded["grey_mean_abs_error"]) / 2, rel=1e-4
+    )
+    for key, value in cal["spread"].items():
+        assert cal["thresholds"][key] >= V.CALIBRATION_MARGIN * value, key
+
+
+def test_grey_calibration_refuses_small_or_missing_data():
+    with pytest.raises(MicrolibError, match="calibration"):
+        V.calibrate_grey_thresholds([])
+    with pytest.raises(MicrolibError, match="calibration"):
+        V.calibrate_grey_thresholds([np.zeros((20, 20))])
+    with pytest.raises(MicrolibError, match="calibration"):
+        V.calibrate_grey_thresholds([grey_field((64, 64), 2.0, 0)], np.zeros((16, 16, 16)))
+
+
+def real_grey_images(realdata) -> list[np.ndarray]:
+    with open(realdata / "micrographs.csv", newline="") as f:
+        names = [r["name"] for r in csv.DictReader(f) if r["category"] == "grayscale"]
+    assert len(names) == 7
+    return [
+        np.asarray(Image.open(realdata / "micrographs" / n).convert("RGB"), np.float64).mean(2)
+        for n in names
+    ]
+
+
+def test_real_grey_calibration_reproduces_the_constants(realdata):
+    vol = mio.read_tif(realdata / "volumes" / "threephase_128.tif")
+    cal = V.calibrate_grey_thresholds(real_grey_images(realdata), vol)
+    assert cal["thresholds"] == V.GREY_THRESHOLDS
+    for key, value in V.GREY_CALIBRATION_SPREAD.items():
+        assert cal["spread"][key] == pytest.approx(value, rel=0.01), key
+    # the real volume read as grey, against one of its own slices: no grey flag
+    grey = vol.astype(np.uint8) * 127
+    doc = V.compare(grey[64], grey, data_type="grayscale", n_phases=1, max_lag=32)
+    grey_flags = {"grey_mean_error", "grey_histogram_error", "autocovariance_error"}
+    assert not grey_flags & set(doc["summary"]["flags"]), doc["summary"]["flag_reasons"]

@@ -28,6 +28,7 @@ from microlib.errors import MicrolibError
 from microlib.slicegan.stages import (
     check_output_stage,
     holds_resize_stage,
+    is_resize_stage,
     resize_conv,
     resize_forward,
     upsample_mode,
@@ -200,7 +201,7 @@ class Generator(nn.Module):
     check_rules : bool
         Enforce the paper's transposed-convolution rules (default). Only turn this off to
         load a historical generator that breaks them.
-    output_stage : {'transpose', 'resize'}
+    output_stage : {'transpose', 'resize', 'resize_trilinear'}
         Last layer: a transposed convolution (SliceGAN), or a resize-convolution that
         makes the same ``2 n - 4`` voxels (:mod:`microlib.slicegan.stages`; the last
         ``gk/gs/gp`` entry must then be such a k4 s2 p3 equivalent).
@@ -236,7 +237,7 @@ class Generator(nn.Module):
         self.convs = nn.ModuleList(
             nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
         )
-        if output_stage == "resize":
+        if is_resize_stage(output_stage):
             # same module index, so state-dict keys stay convs.{i} / bns.{i}
             self.convs[-1] = resize_conv(gf[-2], gf[-1])
         self.bns = nn.ModuleList(nn.BatchNorm3d(gf[i + 1]) for i in range(n - 1))
@@ -269,8 +270,8 @@ def last_stage(
 ) -> torch.Tensor:
     """Apply the generator's last layer ``conv`` as a transposed or resize stage (whose
     upsampling follows the output activation ``final``)."""
-    if output_stage == "resize":
-        return resize_forward(x, conv, upsample_mode(final))
+    if is_resize_stage(output_stage):
+        return resize_forward(x, conv, upsample_mode(final, output_stage))
     return conv(x)
 
 

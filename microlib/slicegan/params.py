@@ -37,9 +37,12 @@ from microlib.slicegan.networks import (
 from microlib.slicegan.stages import check_output_stage
 
 PARAMS_JSON_FORMAT = "microlib-slicegan-params"
-# version 2 adds g_output_stage; files of transposed-stage models are still written as 1,
-# so older readers keep reading them, and refuse (version check) the ones they would misread
-PARAMS_JSON_VERSION = 2
+# version 2 adds g_output_stage, version 3 its "resize_trilinear" value; each file is
+# written with the lowest version that describes it (transposed stage 1, resize 2), so
+# older readers keep reading what they can, and refuse (version check) what they would
+# misread
+PARAMS_JSON_VERSION = 3
+_STAGE_VERSION = {"transpose": 1, "resize": 2, "resize_trilinear": 3}
 IMAGE_TYPES = ("nphase", "grayscale", "colour")
 PARAMS_DATA_ORDER = ("dk", "ds", "df", "dp", "gk", "gs", "gf", "gp")
 _MAX_PARAMS_BYTES = 1 << 16  # the real files are ~140 bytes; refuse anything silly
@@ -291,7 +294,7 @@ class ModelParams:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": PARAMS_JSON_FORMAT,
-            "format_version": 1 if self.g_output_stage == "transpose" else 2,
+            "format_version": _STAGE_VERSION[self.g_output_stage],
             "name": self.name,
             "image_type": self.image_type,
             "data_type": self.data_type,

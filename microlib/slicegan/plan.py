@@ -40,7 +40,7 @@ from microlib.slicegan.networks import (
     generator_geometry,
 )
 from microlib.slicegan.params import ModelParams
-from microlib.slicegan.stages import resize_sizes
+from microlib.slicegan.stages import is_resize_stage, resize_sizes
 
 _BYTES_PER_FLOAT = 4
 # peak memory / (largest input + output activation pair), used only to size tiles so it
@@ -213,7 +213,7 @@ def make_latent(plan: GenerationPlan, nz: int, seed: int = 0) -> torch.Tensor:
 def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> int:
     """The largest (input + output) float32 activation pair of a forward pass, in bytes."""
     convs = list(net.convs)
-    resize = getattr(net, "output_stage", "transpose") == "resize"
+    resize = is_resize_stage(getattr(net, "output_stage", "transpose"))
     sizes = [list(latent)]
     chans = [convs[0].in_channels]
     for i, conv in enumerate(convs):

@@ -11,7 +11,7 @@ Modules:
   checkerboard (Nyquist-power) score, S2 curve error;
 - :mod:`~microlib.validate.feature` — feature size (correlation length, mean chord
   length), used to check a family generator's interpolation;
-- :mod:`~microlib.validate.calibrate` — flag thresholds calibrated on a real volume;
+- :mod:`~microlib.validate.calibrate` — flag thresholds calibrated on real data;
 - :mod:`~microlib.validate.compare` — the metrics document of one entry.
 
 Everything public is re-exported here (``from microlib import validate as V``).
@@ -23,8 +23,10 @@ from microlib.validate.calibrate import (
     CALIBRATION_MARGIN,
     CALIBRATION_MAX_LAG,
     CALIBRATION_SPREAD,
+    GREY_CALIBRATION_SPREAD,
     GREY_THRESHOLDS,
     THRESHOLDS,
+    calibrate_grey_thresholds,
     calibrate_thresholds,
 )
 from microlib.validate.compare import (
@@ -78,6 +80,7 @@ __all__ = [
     "CALIBRATION_MAX_LAG",
     "CALIBRATION_SPREAD",
     "CHECKERBOARD_FLOOR",
+    "GREY_CALIBRATION_SPREAD",
     "GREY_THRESHOLDS",
     "NPHASE_TYPES",
     "NYQUIST_BAND",
@@ -85,6 +88,7 @@ __all__ = [
     "THRESHOLDS",
     "anisotropy",
     "axis_ratio",
+    "calibrate_grey_thresholds",
     "calibrate_thresholds",
     "centred_subcube",
     "check_lag",

@@ -29,11 +29,38 @@ For comparison, the octants alone against the whole volume differ by at most 3.9
 of volume fraction, 4.0 % of surface area, checkerboard ratio 1.20 and S2 curve error
 0.10; the larger figures above come from 128^2 mid-slices against single octants.
 The measured spreads are kept beside the thresholds in :data:`CALIBRATION_SPREAD`.
+
+The grey flags (grayscale and colour entries) are calibrated the same way by
+:func:`calibrate_grey_thresholds`, on two kinds of real data, margin 1.5:
+
+- the seven grayscale MicroLib training images (DoITPoMS 189, 217, 319, 429, 516, 638,
+  797; 797's false colour read as its channel mean): each quadrant against the whole
+  image. The largest spread per image ranges widely (mean grey level 3.5-26 grey levels,
+  autocovariance error 0.021-0.24: 217 and 319 have grain-scale regional contrast), so
+  the median image counts: 6.4 grey levels, Wasserstein-1 6.4, autocovariance 0.047;
+- the real 128^3 three-phase volume read as grey levels ``label x 127.5``: octants
+  against the whole and mid-slices against the whole and the octants, as above: 8.40,
+  8.41 and 0.060.
+
+The larger of the two is the spread (here the volume's, for all three metrics).
+
+==========================  =====  ======  =============================================
+threshold                   value  spread  what
+==========================  =====  ======  =============================================
+``grey_mean_abs_error``     13     8.40    mean grey level difference, largest channel
+``grey_w1``                 13     8.41    Wasserstein-1 of the grey histograms, grey
+                                           levels, largest channel
+``autocov_mean_abs_error``  0.09   0.060   mean absolute difference of the normalised
+                                           autocovariance curves (axis-averaged)
+==========================  =====  ======  =============================================
+
+The grey spreads are kept in :data:`GREY_CALIBRATION_SPREAD`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,9 +72,11 @@ from microlib.validate.fidelity import (
     checkerboard_score,
     s2_curve_error,
 )
+from microlib.validate.grey import grey_autocovariance, grey_histogram, wasserstein_1
 from microlib.validate.nphase import (
     _phase_pair_counts,
     _surface_from_counts,
+    default_max_lag,
     volume_fractions,
 )
 
@@ -76,11 +105,21 @@ CALIBRATED: dict[str, float] = {
     "s2_curve_error": 0.2,
 }
 
-#: thresholds of the flags not calibrated on label volumes (grey levels)
+#: the spreads of the grey metrics measured by :func:`calibrate_grey_thresholds` on the
+#: seven grayscale MicroLib training images and the real three-phase volume read as grey
+#: (see the module docstring)
+GREY_CALIBRATION_SPREAD: dict[str, float] = {
+    "grey_mean_abs_error": 8.399,
+    "grey_w1": 8.413,
+    "autocov_mean_abs_error": 0.060,
+}
+
+#: grey flag thresholds: CALIBRATION_MARGIN x GREY_CALIBRATION_SPREAD, rounded up to 2
+#: figures (grey levels; the autocovariance error is a difference of normalised curves)
 GREY_THRESHOLDS: dict[str, float] = {
-    "grey_w1": 10.0,  # grey levels
-    "grey_mean_abs_error": 10.0,  # grey levels
-    "autocov_mean_abs_error": 0.05,
+    "grey_w1": 13.0,
+    "grey_mean_abs_error": 13.0,
+    "autocov_mean_abs_error": 0.09,
 }
 
 #: every flag threshold (recorded in every metrics file)
@@ -184,4 +223,115 @@ def calibrate_thresholds(
         "spread": {k: round(float(x), 6) for k, x in spread.items()},
         "thresholds": thresholds,
         "octants": {"vf": [[round(float(f), 4) for f in _stats(o, n, 1)["vf"]] for o in octants]},
+    }
+
+
+GREY_KEYS = ("grey_mean_abs_error", "grey_w1", "autocov_mean_abs_error")
+
+
+def _grey_stats(grey: np.ndarray, max_lag: int) -> dict[str, Any]:
+    g = np.asarray(grey, dtype=np.float64)
+    return {
+        "mean": float(g.mean()),
+        "hist": grey_histogram(np.clip(np.rint(g), 0, 255).astype(np.uint8)),
+        "autocov": grey_autocovariance(g, max_lag).mean(axis=0),
+    }
+
+
+def _grey_spread(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """The grey flags' metrics of ``b`` against reference ``a`` (as :func:`grey_metrics`
+    of :mod:`microlib.validate.compare` computes them for a training image and a volume)."""
+    return {
+        "grey_mean_abs_error": abs(a["mean"] - b["mean"]),
+        "grey_w1": wasserstein_1(a["hist"], b["hist"]),
+        "autocov_mean_abs_error": float(np.mean(np.abs(a["autocov"] - b["autocov"]))),
+    }
+
+
+def _largest(spreads: list[dict[str, float]]) -> dict[str, float]:
+    return {k: max(s[k] for s in spreads) for k in GREY_KEYS}
+
+
+def _image_spread(grey: np.ndarray) -> dict[str, float]:
+    """Largest spread of each grey metric between a 2D image's quadrants and the image."""
+    g = np.asarray(grey, dtype=np.float64)
+    if g.ndim != 2:
+        raise MicrolibError(f"grey calibration needs 2D grey images, got shape {g.shape}")
+    h, w = g.shape[0] // 2, g.shape[1] // 2
+    lag = default_max_lag((h, w), (h, w))
+    if lag < 8:
+        raise MicrolibError(f"grey calibration needs images of edge >= 32, got {g.shape}")
+    whole = _grey_stats(g, lag)
+    quads = [g[y : y + h, x : x + w] for y in (0, h) for x in (0, w)]
+    return _largest([_grey_spread(whole, _grey_stats(q, lag)) for q in quads])
+
+
+def _volume_spread(labels: np.ndarray) -> dict[str, float]:
+    """Largest grey spread within a real label volume read as grey levels, measured as
+    :func:`calibrate_thresholds` does: octants against the whole, and the mid-slices
+    (2D) against the whole and every octant (3D)."""
+    v = np.asarray(labels)
+    if v.ndim != 3 or min(v.shape) < 32:
+        raise MicrolibError(f"grey calibration needs a 3D volume of edge >= 32, got {v.shape}")
+    top = max(int(v.max()), 1)
+    g = v.astype(np.float64) * (255.0 / top)
+    hz, hy, hx = (s // 2 for s in g.shape)
+    octants = [
+        g[z : z + hz, y : y + hy, x : x + hx] for z in (0, hz) for y in (0, hy) for x in (0, hx)
+    ]
+    lag = default_max_lag(octants[0].shape, octants[0].shape)
+    whole = _grey_stats(g, lag)
+    blocks = [_grey_stats(o, lag) for o in octants]
+    slices = [_grey_stats(np.take(g, g.shape[a] // 2, axis=a), lag) for a in range(3)]
+    spreads = [_grey_spread(whole, b) for b in blocks]
+    spreads += [_grey_spread(s, b) for s in slices for b in [whole, *blocks]]
+    return _largest(spreads)
+
+
+def calibrate_grey_thresholds(
+    images: Sequence[np.ndarray],
+    volume: np.ndarray | None = None,
+    *,
+    margin: float = CALIBRATION_MARGIN,
+) -> dict[str, Any]:
+    """Grey flag thresholds from the spread of the grey metrics within real data.
+
+    For each real 2D grey image, the largest spread of each metric (mean grey level,
+    Wasserstein-1 of the histograms, mean absolute autocovariance difference) between one
+    of its four quadrants and the whole image, at the lags validation would use for a
+    quadrant (:func:`~microlib.validate.nphase.default_max_lag`). Real grey micrographs
+    differ widely in how uniform they are (regional contrast, grains as large as a
+    quadrant), so the images' *median* is taken: the spread within a typical real
+    micrograph. A real label volume, read as grey levels ``label x 255 / max``, adds the
+    2D-against-3D situation (mid-slices against the whole volume and its octants); the
+    larger of the two spreads is kept. A threshold is ``margin`` x spread rounded up to
+    two figures.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, (H, W)
+        Real grey images (grey levels 0..255; colour: pass the channel mean), edges >= 32.
+    volume : ndarray of int, (Z, Y, X), optional
+        Real labels ``0..n-1``, edges >= 32.
+    margin : float
+
+    Returns
+    -------
+    dict
+        ``spread`` and ``thresholds`` keyed like :data:`GREY_THRESHOLDS`; ``images`` (each
+        image's largest spreads, in input order), ``image_median`` and ``volume`` (None
+        without a volume).
+    """
+    if not images:
+        raise MicrolibError("grey calibration needs at least one real grey image")
+    per_image = [_image_spread(g) for g in images]
+    median = {k: float(np.median([s[k] for s in per_image])) for k in GREY_KEYS}
+    vol = _volume_spread(volume) if volume is not None else None
+    spread = {k: max(median[k], vol[k]) if vol else median[k] for k in GREY_KEYS}
+    return {
+        "spread": {k: round(v, 6) for k, v in spread.items()},
+        "thresholds": {k: _round_up(margin * v) for k, v in spread.items()},
+        "images": [{k: round(v, 6) for k, v in s.items()} for s in per_image],
+        "image_median": {k: round(v, 6) for k, v in median.items()},
+        "volume": None if vol is None else {k: round(v, 6) for k, v in vol.items()},
     }
