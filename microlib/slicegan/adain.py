@@ -36,8 +36,10 @@ from microlib.slicegan.networks import (
     activate_output,
     check_transpose_conv_rules,
     generator_output_size,
+    last_stage,
 )
 from microlib.slicegan.params import ModelParams, load_model_params, load_weights
+from microlib.slicegan.stages import check_output_stage, resize_conv
 
 CONDITIONAL_KIND = "adain"
 DEFAULT_CODE_DIM = 128  # the paper's code length
@@ -88,8 +90,9 @@ class AdaINGenerator(nn.Module):
 
     Parameters
     ----------
-    gk, gs, gp, gf, final, check_rules
-        As :class:`~microlib.slicegan.networks.Generator` (same ``convs.{i}`` names).
+    gk, gs, gp, gf, final, check_rules, output_stage
+        As :class:`~microlib.slicegan.networks.Generator` (same ``convs.{i}`` names; the
+        last layer is a transposed convolution or a resize-convolution without AdaIN).
     code_dim : int
         Length of the code vector ``c = alpha * 1`` (the paper: 128).
     code_hidden : int
@@ -106,9 +109,11 @@ class AdaINGenerator(nn.Module):
         code_dim: int = DEFAULT_CODE_DIM,
         code_hidden: int = DEFAULT_CODE_HIDDEN,
         check_rules: bool = True,
+        output_stage: str = "transpose",
     ):
         super().__init__()
         gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
+        check_output_stage(output_stage, gk[-1], gs[-1], gp[-1])
         if final not in FINAL_ACTIVATIONS:
             raise MicrolibError(f"unknown output activation {final!r} (use softmax or tanh)")
         if int(code_dim) < 1 or int(code_hidden) < 1:
@@ -121,6 +126,10 @@ class AdaINGenerator(nn.Module):
         self.convs = nn.ModuleList(
             nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
         )
+        self.output_stage = output_stage
+        if output_stage != "transpose":
+            # same module index as the plain generator, so generator_at_code copies it as is
+            self.convs[-1] = resize_conv(gf[-2], gf[-1])
         self.mlp = CodeMLP(code_dim, code_hidden, gf[1:-1])
 
     @property
@@ -163,7 +172,7 @@ class AdaINGenerator(nn.Module):
             x = F.instance_norm(x, eps=ADAIN_EPS)
             shape = (x.shape[0], x.shape[1]) + (1,) * (x.ndim - 2)
             x = F.relu_(x * scale.reshape(shape) + shift.reshape(shape))
-        x = self.convs[-1](x)
+        x = last_stage(x, self.convs[-1], self.output_stage, self.final)
         return activate_output(x, self.final) if activate else x
 
 
@@ -248,7 +257,15 @@ def generator_at_code(
     net(z, alpha, activate=False, _stats=stats)
     styles = net.mlp(alpha[:1])
     with torch.device("meta"):
-        out = Generator(net.gk, net.gs, net.gp, net.gf, final=net.final, check_rules=False)
+        out = Generator(
+            net.gk,
+            net.gs,
+            net.gp,
+            net.gf,
+            final=net.final,
+            check_rules=False,
+            output_stage=net.output_stage,
+        )
     out = out.to_empty(device=dev)
     for src, dst in zip(net.convs, out.convs, strict=True):
         dst.weight.copy_(src.weight)
@@ -274,6 +291,7 @@ def build_conditional_generator(params: ModelParams, check_rules: bool = True) -
         code_dim=int(c.get("code_dim", DEFAULT_CODE_DIM)),
         code_hidden=int(c.get("code_hidden", DEFAULT_CODE_HIDDEN)),
         check_rules=check_rules,
+        output_stage=params.g_output_stage,
     )
 
 

@@ -109,7 +109,14 @@ class FamilyTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.G = AdaINGenerator(
-                p.gk, p.gs, p.gp, p.gf(self.nc), final, self.code_dim, self.code_hidden
+                p.gk,
+                p.gs,
+                p.gp,
+                p.gf(self.nc),
+                final,
+                self.code_dim,
+                self.code_hidden,
+                output_stage=p.g_output_stage,
             )
             self.D = conditional_critic(p.dk, p.ds, p.dp, p.df(self.nc))
         self.G.to(self.device)

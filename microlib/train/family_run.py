@@ -217,6 +217,7 @@ def family_params(
         df=trainer.D.df,
         lz=preset.lz,
         l=preset.l,
+        g_output_stage=preset.g_output_stage,
         data_type=dt,
         phase_grey_values=(meta0.get("phase_grey_values") if image_type == "nphase" else None)
         or trainer.members[0].grey_levels,
