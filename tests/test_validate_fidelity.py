@@ -256,3 +256,39 @@ def test_real_grey_calibration_reproduces_the_constants(realdata):
     doc = V.compare(grey[64], grey, data_type="grayscale", n_phases=1, max_lag=32)
     grey_flags = {"grey_mean_error", "grey_histogram_error", "autocovariance_error"}
     assert not grey_flags & set(doc["summary"]["flags"]), doc["summary"]["flag_reasons"]
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def _streaks(shape: tuple[int, int], along: float, seed: int = 0) -> np.ndarray:
+    """Two-phase streaks: noise blurred 8x more along one direction, then rotated."""
+    f = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), (1, 8))
+    f = ndimage.rotate(f, along, reshape=False, mode="wrap")
+    m = shape[0] // 6  # rotation corners
+    return (f > 0).astype(np.uint8)[m:-m, m:-m]
+
+
+def test_orientation_anisotropy_sees_diagonal_streaks_the_axis_measure_misses():
+    iso = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((256, 256)), 3) > 0
+    assert V.orientation_anisotropy(iso.astype(np.uint8), n_phases=2) < 1.1
+    diag = _streaks((256, 256), 45)
+    assert V.anisotropy(diag) < 1.1  # crosses x and y equally often
+    assert V.orientation_anisotropy(diag, n_phases=2) > 5
+    # along an axis both measures see it
+    along_x = _streaks((256, 256), 0)
+    assert V.anisotropy(along_x) > 3 and V.orientation_anisotropy(along_x, n_phases=2) > 3
+
+
+def test_orientation_anisotropy_of_a_volume_is_its_worst_slicing_plane():
+    rng = np.random.default_rng(2)
+    iso = (ndimage.gaussian_filter(rng.standard_normal((48, 48, 48)), 2) > 0).astype(np.uint8)
+    assert V.orientation_anisotropy(iso, n_phases=2) < 1.15
+    # streaks along the (y + x) diagonal of every z slice, uniform along z
+    f = ndimage.gaussian_filter(rng.standard_normal((48, 96, 96)), (2, 1, 8))
+    f = ndimage.rotate(f, 45, axes=(1, 2), reshape=False, mode="wrap")[:, 24:72, 24:72]
+    streaky = (f > 0).astype(np.uint8)
+    assert V.orientation_anisotropy(streaky, n_phases=2) > 3
+    # grey levels: the same measure on the values
+    assert V.orientation_anisotropy(f) > 3
+    assert math.isnan(V.orientation_anisotropy(np.zeros((8, 8), np.uint8), n_phases=2))

@@ -10,6 +10,9 @@ metrics of :mod:`microlib.validate`:
 * two-point-correlation curve error (:func:`~microlib.validate.s2_curve_error`),
 * 3D anisotropy (:func:`~microlib.validate.anisotropy`; grey entries
   :func:`~microlib.validate.grey_anisotropy`; 1 is isotropic),
+* 3D orientation anisotropy (:func:`~microlib.validate.orientation_anisotropy`, the
+  largest in-plane structure-tensor ratio of the three slicing planes: diagonal streaks,
+  which the per-axis measure misses; compare with the 2D image's value in the header),
 * checkerboard ratio of 3D slices over the 2D image
   (:func:`~microlib.validate.checkerboard_ratio`),
 * training wall time.
@@ -262,7 +265,8 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     -------
     dict
         ``vf_pts``, ``vf_pct``, ``sa_pct``, ``s2_err``, ``aniso_2d``, ``aniso_3d``,
-        ``cb_2d``, ``cb_3d``, ``cb_ratio`` (see the module docstring).
+        ``orient_2d``, ``orient_3d``, ``cb_2d``, ``cb_3d``, ``cb_ratio`` (see the module
+        docstring).
     """
     lab2, lab3 = _binarise(entry, entry.image), _binarise(entry, volume)
     n = int(max(lab2.max(), lab3.max())) + 1 if entry.kind == "nphase" else 2
@@ -284,6 +288,8 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
         "s2_err": V.s2_curve_error(s2_2, s2_3),
         "aniso_2d": aniso(entry.image),
         "aniso_3d": aniso(volume),
+        "orient_2d": V.orientation_anisotropy(entry.image, n_phases=n_phases),
+        "orient_3d": V.orientation_anisotropy(volume, n_phases=n_phases),
         "cb_2d": cb2,
         "cb_3d": cb3,
         "cb_ratio": V.checkerboard_ratio(cb3, cb2),
@@ -298,6 +304,7 @@ _COLS = [
     ("sa_pct", "SA %", "{:7.1f}"),
     ("s2_err", "S2 err", "{:7.3f}"),
     ("aniso_3d", "aniso3D", "{:7.2f}"),
+    ("orient_3d", "orient3D", "{:8.2f}"),
     ("cb_ratio", "cb 3/2D", "{:7.2f}"),
     ("train_s", "train s", "{:7.1f}"),
 ]
@@ -364,9 +371,12 @@ def run(args: argparse.Namespace) -> int:
     montage_rows = []
     for entry in entries:
         a2 = V.anisotropy(entry.image) if entry.kind == "nphase" else V.grey_anisotropy(entry.image)
+        o2 = V.orientation_anisotropy(
+            entry.image, n_phases=int(entry.image.max()) + 1 if entry.kind == "nphase" else None
+        )
         print(
             f"\n{entry.name} ({entry.kind}, {entry.image.shape[1]}x{entry.image.shape[0]}, "
-            f"{entry.note}); 2D anisotropy {a2:.2f}"
+            f"{entry.note}); 2D anisotropy {a2:.2f}, orientation {o2:.2f}"
         )
         print(_HEADER, flush=True)
         tiles = [_tile(entry.image, entry.kind, edge)]

@@ -53,6 +53,7 @@ from microlib.validate.fidelity import (
     checkerboard_score_axes,
     grey_anisotropy,
     grey_gradient_axes,
+    orientation_anisotropy,
     s2_curve_error,
     surface_area_density_axes,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "grey_anisotropy",
     "grey_autocovariance",
     "grey_gradient_axes",
+    "orientation_anisotropy",
     "grey_histogram",
     "is_monotone",
     "grey_metrics",
