@@ -21,29 +21,10 @@ from workflow_helpers import finished_jobs, snakemake, workflow_copy
 from microlib.cli import main
 from microlib.dataset import Dataset
 from microlib.io import read_json, read_tif, write_json, write_png
+from tests.test_family import TINY_CLI
 
 CODES = (0.15, 0.35, 0.6)
 MEMBERS = ("microstructure036", "microstructure037", "microstructure038")
-TINY_CLI = [
-    "--preset",
-    "demo",
-    "--iterations",
-    "2",
-    "--batch-size",
-    "3",
-    "--d-batch-size",
-    "3",
-    "--g-batch-size",
-    "3",
-    "--critic-iters",
-    "1",
-    "--code-dim",
-    "8",
-    "--code-hidden",
-    "8",
-    "--threads",
-    "1",
-]
 
 
 # --------------------------------------------------------------------------- config
