@@ -187,20 +187,22 @@ def run(args: argparse.Namespace) -> int:
             periodic=_periodic(args.periodic),
             device=args.device,
         )
-        io.write_tif(
-            args.out,
-            vol,
-            rec.get("voxel_size_um"),
-            {
-                "name": args.name,
-                "seed": args.seed,
-                "data_type": rec.get("data_type"),
-                "n_phases": rec.get("n_phases"),
-                "phase_grey_values": rec.get("phase_grey_values"),
-            },
-        )
+        _write_volume(args, vol, rec)
         print(f"{args.name}: wrote {args.out} with shape {tuple(vol.shape)}")
     return 0
+
+
+def _write_volume(args: argparse.Namespace, vol, rec: dict, **extra) -> None:
+    """The synthesised volume as a TIFF carrying the record's voxel size and phase metadata."""
+    meta = {
+        "name": args.name,
+        "seed": args.seed,
+        "data_type": rec.get("data_type"),
+        "n_phases": rec.get("n_phases"),
+        "phase_grey_values": rec.get("phase_grey_values"),
+        **extra,
+    }
+    io.write_tif(args.out, vol, rec.get("voxel_size_um"), meta)
 
 
 def _synthesise_family(ds: Dataset, args: argparse.Namespace, size) -> int:
@@ -217,18 +219,6 @@ def _synthesise_family(ds: Dataset, args: argparse.Namespace, size) -> int:
         device=args.device,
         extrapolate=args.extrapolate,
     )
-    io.write_tif(
-        args.out,
-        vol,
-        rec.get("voxel_size_um"),
-        {
-            "name": args.name,
-            "seed": args.seed,
-            "data_type": rec.get("data_type"),
-            "n_phases": rec.get("n_phases"),
-            "phase_grey_values": rec.get("phase_grey_values"),
-            "generator": {"code": args.code},
-        },
-    )
+    _write_volume(args, vol, rec, generator={"code": args.code})
     print(f"{args.name}: wrote {args.out} at code {args.code:g} with shape {tuple(vol.shape)}")
     return 0
