@@ -15,17 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from microlib.device import DEVICE_CHOICES, resolve_device
-from microlib.generate import generate_to_tif, load_generator, plan_generation, resolve_tile
-from microlib.slicegan.adain import (
-    check_code,
-    generator_at_code,
-    load_conditional_generator,
-)
-from microlib.slicegan.params import load_model_params
+from microlib.lazy import lazy_module
+
+# the engine (torch) is imported when generation starts, not when the parser is built
+generation = lazy_module("microlib.generate")
+adain = lazy_module("microlib.slicegan.adain")
 
 log = logging.getLogger("microlib.generate")
 
@@ -79,34 +76,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     if args.threads:
+        import torch
+
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device).type
     if args.code is not None:
         # refuse a bad code before loading any weights
-        for warning in check_code(
-            load_model_params(args.model_dir, name=args.name), args.code, args.extrapolate
+        for warning in adain.check_code(
+            adain.load_model_params(args.model_dir, name=args.name), args.code, args.extrapolate
         ):
             log.warning("%s", warning)
-        family, params = load_conditional_generator(args.model_dir, device=device, name=args.name)
-        net = generator_at_code(family, args.code, params.lz)
+        family, params = adain.load_conditional_generator(
+            args.model_dir, device=device, name=args.name
+        )
+        net = adain.generator_at_code(family, args.code, params.lz)
         params = dataclasses.replace(
             params, conditional={**params.conditional, "code": float(args.code)}
         )
         log.info("%s: generating at code %g", params.name, args.code)
     else:
-        net, params = load_generator(
+        net, params = generation.load_generator(
             args.model_dir,
             device=device,
             name=args.name,
             image_type=args.image_type,
             check_rules=not args.no_rule_check,
         )
-    plan = plan_generation(params, args.size, args.periodic)
+    plan = generation.plan_generation(params, args.size, args.periodic)
     for note in plan.notes:
         log.info("%s: %s", params.name, note)
-    cells = resolve_tile(net, plan, device, args.tile, args.max_memory_gb)
+    cells = generation.resolve_tile(net, plan, device, args.tile, args.max_memory_gb)
     t0 = time.perf_counter()
     with tqdm(
         total=None,
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             bar.n = done
             bar.refresh()
 
-        info = generate_to_tif(
+        info = generation.generate_to_tif(
             Path(args.out),
             net,
             params,

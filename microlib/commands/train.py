@@ -19,10 +19,17 @@ from pathlib import Path
 
 from microlib.device import DEVICE_CHOICES
 from microlib.errors import MicrolibError
-from microlib.slicegan.adain import DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
-from microlib.slicegan.presets import PRESETS, get_preset
-from microlib.train import LR_SCHEDULES, Optimisations, TrainConfig, train_run
-from microlib.train.family_run import FamilyConfig, family_train_run, parse_codes
+from microlib.lazy import lazy_module
+from microlib.slicegan.presets import (
+    DEFAULT_CODE_DIM,
+    DEFAULT_CODE_HIDDEN,
+    LR_SCHEDULES,
+    PRESETS,
+    get_preset,
+)
+
+# the engine (torch) is imported when a run starts, not when the parser is built
+training = lazy_module("microlib.train")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -175,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.codes is not None:
         return _run_family(args, preset)
-    cfg = TrainConfig(
+    cfg = training.TrainConfig(
         images=[Path(x) for x in args.images],
         out=Path(args.out),
         preset=preset,
@@ -189,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         d_update=args.d_update,
         anisotropic=args.anisotropic,
-        opts=Optimisations(
+        opts=training.Optimisations(
             autocast_bf16=not args.no_autocast,
             tf32=not args.no_tf32,
             channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
@@ -199,14 +206,14 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
     )
-    return train_run(cfg)
+    return training.train_run(cfg)
 
 
 def _run_family(args: argparse.Namespace, preset) -> int:
-    codes = parse_codes(args.codes, len(args.images))
+    codes = training.parse_codes(args.codes, len(args.images))
     if args.anisotropic:
         raise MicrolibError("--codes trains isotropic family members; drop --anisotropic")
-    cfg = FamilyConfig(
+    cfg = training.FamilyConfig(
         images=[Path(x) for x in args.images],
         codes=codes,
         out=Path(args.out),
@@ -225,4 +232,4 @@ def _run_family(args: argparse.Namespace, preset) -> int:
         checkpoint_every=args.checkpoint_every,
         checkpoint_minutes=args.checkpoint_minutes,
     )
-    return family_train_run(cfg)
+    return training.family_train_run(cfg)

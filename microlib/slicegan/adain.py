@@ -39,11 +39,10 @@ from microlib.slicegan.networks import (
     last_stage,
 )
 from microlib.slicegan.params import ModelParams, load_model_params, load_weights
+from microlib.slicegan.presets import DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
 from microlib.slicegan.stages import check_output_stage, resize_conv
 
 CONDITIONAL_KIND = "adain"
-DEFAULT_CODE_DIM = 128  # the paper's code length
-DEFAULT_CODE_HIDDEN = 128
 ADAIN_EPS = 1e-5  # the eps of F.instance_norm and of BatchNorm3d, so freezing is exact
 CALIBRATION_LATENTS = 16
 CALIBRATION_SEED = 20220

@@ -60,6 +60,13 @@ from dataclasses import dataclass, field
 
 from microlib.errors import MicrolibError
 
+# learning-rate schedules over a run (shape in :func:`microlib.train.optim.lr_factor`)
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+# AdaIN family generator: code-vector length (the paper's) and the code MLP's width
+DEFAULT_CODE_DIM = 128
+DEFAULT_CODE_HIDDEN = 128
+
 # fields that control how long a run goes and what it watches, not the training trajectory:
 # a resumed run may change them
 RUN_CONTROL_FIELDS = (

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from microlib.slicegan.networks import cuda_backend_flags
+from microlib.slicegan.presets import LR_SCHEDULES
 from microlib.train.data import (
     MAX_PHASES,
     TrainingSet,
@@ -23,8 +24,8 @@ from microlib.train.data import (
     prepare_training_array,
 )
 from microlib.train.family import FamilyTrainer
-from microlib.train.family_run import FamilyConfig, family_train_run
-from microlib.train.optim import LR_SCHEDULES, GeneratorEMA, Optimisations, lr_factor
+from microlib.train.family_run import FamilyConfig, family_train_run, parse_codes
+from microlib.train.optim import GeneratorEMA, Optimisations, lr_factor
 from microlib.train.outputs import LOG_COLUMNS, read_training_input
 from microlib.train.run import TrainConfig, train_run
 from microlib.train.trainer import TRAIN_STATE_FORMAT, SliceGANTrainer, slices_along
@@ -46,6 +47,7 @@ __all__ = [
     "infer_image_type",
     "lr_factor",
     "make_training_set",
+    "parse_codes",
     "prepare_training_array",
     "read_training_input",
     "slices_along",

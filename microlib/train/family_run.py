@@ -26,9 +26,9 @@ import torch
 
 from microlib import io as mio
 from microlib.errors import MicrolibError
-from microlib.slicegan.adain import CONDITIONAL_KIND, DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
+from microlib.slicegan.adain import CONDITIONAL_KIND
 from microlib.slicegan.params import ModelParams, save_weights, versions
-from microlib.slicegan.presets import Preset
+from microlib.slicegan.presets import DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN, Preset
 from microlib.train.data import infer_image_type, make_training_set
 from microlib.train.family import FamilyTrainer
 from microlib.train.loop import RunLoop, already_finished, setup_torch

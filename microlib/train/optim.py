@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from microlib.errors import MicrolibError
-from microlib.slicegan.presets import RUN_CONTROL_FIELDS, Preset
-
-LR_SCHEDULES = ("constant", "cosine", "linear")
+from microlib.slicegan.presets import LR_SCHEDULES, RUN_CONTROL_FIELDS, Preset
 
 
 @dataclass
