@@ -145,7 +145,9 @@ def test_resize_stage_tiled_equals_untiled(kind, nc):
     assert activation_bytes(net, lat) > 4 * activation_bytes(trans, lat)
     cells = choose_tile(net, plan, budget_bytes=3_000_000)
     assert cells != tuple(-(-n // 16) for n in size)
-    assert_same_volume(synthesise(net, params, size, seed=3, tile=[16 * c for c in cells]), whole)
+    assert_same_volume(
+        synthesise(net, params, size, seed=3, tile=[16 * c for c in cells]), whole, kind
+    )
 
 
 def test_resize_stage_loads_from_params_json_only(tmp_path, capsys):
