@@ -1,10 +1,10 @@
-"""Deferred imports for the command-line edge.
+"""Deferred imports of the torch engine, for the parts that must stay light.
 
 The workflow builds every stage's argument parser when it starts (to reject a misspelt
-config key at ``snakemake -n``), and ``microlib --help`` builds one too. Importing torch costs
-about 1.3 s of CPU, so the ``train`` and ``generate`` subcommands reach their engines through
-:func:`lazy_module`: the parser is built without torch, and the engine is imported when the
-command first uses it.
+config key at ``snakemake -n``), ``microlib --help`` builds one too, and listing or extracting
+a downloaded dataset needs no network. Importing torch costs about 1.3 s of CPU, so the
+``train`` and ``generate`` subcommands and the dataset reader reach the engine through
+:func:`lazy_module`: it is imported when first used.
 """
 
 from __future__ import annotations

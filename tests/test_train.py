@@ -31,6 +31,7 @@ from microlib.train import (
     slices_along,
 )
 from microlib.train.monitor import PlateauStop, compare, reference_statistics
+from microlib.train.trainer import symmetrise_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 # demo networks with the smallest batches: a generator iteration takes a few 10 ms
@@ -151,6 +152,42 @@ def test_volume_crops_are_slices_normal_to_each_axis():
             sl = [slice(i, i + 32) for i in idx]
             sl[axis] = idx[axis]
             assert torch.equal(c, torch.from_numpy(vol[tuple(sl)])), axis
+
+
+def _d4(a: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 images of ``a`` (last two dims) under the symmetries of the square."""
+    out = []
+    for t in (a, a.transpose(-2, -1)):
+        for k in range(4):
+            out.append(torch.rot90(t, k, dims=(-2, -1)))
+    return out
+
+
+def test_d4_augmentation_draws_each_symmetry_of_each_crop():
+    ts = make_training_set([blobs((48, 48))], "nphase", 32)
+    tr = SliceGANTrainer(ts, SMALL.replace(augment="d4"), seed=0)
+    assert tr.augment
+    x = torch.arange(64 * 2 * 32 * 32, dtype=torch.float32).reshape(64, 2, 32, 32)
+    y = symmetrise_crops(x, tr.rng)
+    seen = set()
+    for a, b in zip(x, y, strict=True):
+        hits = [k for k, t in enumerate(_d4(a)) if torch.equal(t, b)]
+        assert len(hits) == 1  # exactly one symmetry, applied to all channels alike
+        seen.add(hits[0])
+    assert seen == set(range(8))
+    # real crops under augmentation are still valid one-hot crops of the image
+    real = tr.sample_real(2, 16)
+    assert real.shape == (16, 3, 32, 32) and torch.equal(real.sum(1), torch.ones(16, 32, 32))
+
+
+def test_d4_augmentation_is_off_for_anisotropic_runs_and_checked():
+    imgs = [blobs((48, 56), seed=s) for s in range(3)]
+    tr = SliceGANTrainer(make_training_set(imgs, "nphase", 32), SMALL.replace(augment="d4"))
+    assert not tr.augment  # each axis has its own image: orientation is data
+    iso = make_training_set([blobs((48, 48))], "nphase", 32)
+    assert not SliceGANTrainer(iso, SMALL).augment
+    with pytest.raises(MicrolibError, match="augment must be one of none, d4, not 'd8'"):
+        SliceGANTrainer(iso, SMALL.replace(augment="d8"))
 
 
 def test_one_hot_encoding_and_host_sampler_agree_in_kind():

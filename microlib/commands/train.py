@@ -21,6 +21,7 @@ from microlib.device import DEVICE_CHOICES
 from microlib.errors import MicrolibError
 from microlib.lazy import lazy_module
 from microlib.slicegan.presets import (
+    AUGMENTATIONS,
     DEFAULT_CODE_DIM,
     DEFAULT_CODE_HIDDEN,
     LR_SCHEDULES,
@@ -99,6 +100,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     hp.add_argument("--gp-lambda", type=float)
     hp.add_argument(
+        "--augment",
+        choices=list(AUGMENTATIONS),
+        help="symmetries of the real crops: d4 = a random rotation/mirror of the square per "
+        "crop, isotropic runs only (default: the preset's)",
+    )
+    hp.add_argument(
         "--d-update",
         default="per_axis",
         choices=["per_axis", "summed"],
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         lr_g=args.lr_g if args.lr_g is not None else args.lr,
         lr_d=args.lr_d if args.lr_d is not None else args.lr,
         gp_lambda=args.gp_lambda,
+        augment=args.augment,
         iterations=args.iterations,
         ema_decay=args.ema_decay,
         lr_schedule=args.lr_schedule,

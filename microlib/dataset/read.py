@@ -31,10 +31,13 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from microlib import generate
 from microlib.dataset.extract import safe_extract
 from microlib.errors import MicrolibError
-from microlib.slicegan.adain import check_code, generator_at_code, load_conditional_generator
+from microlib.lazy import lazy_module
+
+# synthesis needs torch; listing, reading and extracting entries do not
+generate = lazy_module("microlib.generate")
+adain = lazy_module("microlib.slicegan.adain")
 
 DATASET_DIR = "microlibDataset"
 MODEL_SUFFIXES = ("_Gen.pt", "_params.data", "_params.json")
@@ -281,9 +284,9 @@ class Dataset:
 
         A code outside the trained range is refused unless ``extrapolate``.
         """
-        net, params = load_conditional_generator(self.family_model_dir(name), device=device)
-        check_code(params, code, extrapolate)
-        at_code = generator_at_code(net, code, params.lz)
+        net, params = adain.load_conditional_generator(self.family_model_dir(name), device=device)
+        adain.check_code(params, code, extrapolate)
+        at_code = adain.generator_at_code(net, code, params.lz)
         return generate.synthesise(
             at_code, params, size, seed=seed, periodic=periodic, device=device
         )

@@ -67,6 +67,9 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 DEFAULT_CODE_DIM = 128
 DEFAULT_CODE_HIDDEN = 128
 
+# symmetries of the real training crops (see Preset.augment)
+AUGMENTATIONS = ("none", "d4")
+
 # fields that control how long a run goes and what it watches, not the training trajectory:
 # a resumed run may change them
 RUN_CONTROL_FIELDS = (
@@ -135,6 +138,14 @@ class Preset:
     g_output_stage : {'transpose', 'resize', 'resize_trilinear'}
         Generator's last layer: SliceGAN's transposed convolution or a resize-convolution
         with the same output size (module docstring).
+    augment : {'none', 'd4'}
+        Symmetries applied to each real training crop. ``d4``: one of the square's eight
+        (rotations by 90 degrees and mirror images), drawn per crop, in isotropic training
+        only. One image is compared with all three slicing planes, and an image whose
+        features lean one way cannot be matched by all three at once: the generator then
+        compounds the lean (a 2D ratio ``r`` becomes about ``r^2`` between two axes).
+        Averaging the crops over the symmetries asks for the isotropic structure that
+        isotropic SliceGAN assumes.
     """
 
     name: str
@@ -166,6 +177,7 @@ class Preset:
     stop_patience: int = 0
     stop_min_iterations: int | None = None
     g_output_stage: str = "transpose"
+    augment: str = "none"
     notes: str = field(default="", compare=False)
 
     def gf(self, nc: int) -> list[int]:

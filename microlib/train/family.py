@@ -26,7 +26,7 @@ import torch
 from microlib.errors import MicrolibError
 from microlib.slicegan.adain import AdaINGenerator, conditional_critic, with_code_channel
 from microlib.slicegan.networks import critic_output_size, generator_output_size
-from microlib.slicegan.presets import Preset
+from microlib.slicegan.presets import AUGMENTATIONS, Preset
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
@@ -38,7 +38,7 @@ from microlib.train.optim import (
     restore_rng,
     run_defining_preset,
 )
-from microlib.train.trainer import encode_crops, mean_losses, slices_along
+from microlib.train.trainer import encode_crops, mean_losses, slices_along, symmetrise_crops
 
 FAMILY_STATE_FORMAT = "microlib-slicegan-family-train/1"
 
@@ -96,6 +96,8 @@ class FamilyTrainer:
             raise MicrolibError(f"preset {p.name}: generator output does not match l={p.l}")
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
+        if p.augment not in AUGMENTATIONS:
+            raise MicrolibError(f"preset {p.name}: augment must be one of {AUGMENTATIONS}")
         self.members, self.preset, self.seed = members, preset, int(seed)
         self.codes = [float(c) for c in codes]
         self.code_dim, self.code_hidden = int(code_dim), int(code_hidden)
@@ -155,7 +157,8 @@ class FamilyTrainer:
             out.append(src[(oy.view(-1, 1) + ar).unsqueeze(2), (ox.view(-1, 1) + ar).unsqueeze(1)])
         # interleave so that crop j belongs to member j mod M
         crops = torch.stack(out, dim=1).reshape(batch, *out[0].shape[1:])
-        return encode_crops(crops, self.image_type, self._phase_ids)
+        real = encode_crops(crops, self.image_type, self._phase_ids)
+        return symmetrise_crops(real, g) if self.preset.augment == "d4" else real
 
     def noise(self, batch: int) -> torch.Tensor:
         lz = self.preset.lz

@@ -27,7 +27,7 @@ from microlib.slicegan.networks import (
     cuda_backend_flags,
     generator_output_size,
 )
-from microlib.slicegan.presets import Preset
+from microlib.slicegan.presets import AUGMENTATIONS, Preset
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
@@ -58,6 +58,19 @@ def slices_along(volumes: torch.Tensor, axis: int) -> torch.Tensor:
     b, c = volumes.shape[:2]
     moved = volumes.movedim(2 + axis, 1)
     return moved.reshape(b * moved.shape[1], c, *moved.shape[3:])
+
+
+def symmetrise_crops(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Each square crop of ``x`` ``(B, C, l, l)`` under one of the square's 8 symmetries.
+
+    The symmetry is drawn per crop from ``rng`` (an optional transpose, then optional flips
+    of each axis: all 8 equally likely) and applied to all channels alike.
+    """
+    flags = torch.rand(3, x.shape[0], device=x.device, generator=rng) < 0.5
+    sel = [f.view(-1, 1, 1, 1) for f in flags]
+    x = torch.where(sel[0], x.transpose(2, 3), x)
+    x = torch.where(sel[1], x.flip(2), x)
+    return torch.where(sel[2], x.flip(3), x).contiguous()
 
 
 def encode_crops(crops: torch.Tensor, image_type: str, phase_ids: torch.Tensor) -> torch.Tensor:
@@ -140,6 +153,13 @@ class SliceGANTrainer:
             )
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
+        if p.augment not in AUGMENTATIONS:
+            raise MicrolibError(
+                f"preset {p.name}: augment must be one of {', '.join(AUGMENTATIONS)}, "
+                f"not {p.augment!r}"
+            )
+        # an anisotropic run compares each axis with its own image: orientation is data there
+        self.augment = p.augment == "d4" and not tset.anisotropic
         final = "softmax" if tset.image_type == "nphase" else "tanh"
         n_critics = 3 if tset.anisotropic else 1
         # init on the CPU from the seed: the same seed gives the same start on any device
@@ -194,9 +214,15 @@ class SliceGANTrainer:
         return encode_crops(crops, self.tset.image_type, self._phase_ids)
 
     def sample_real(self, axis: int, batch: int) -> torch.Tensor:
-        """``batch`` random ``l x l`` crops for slices normal to ``axis``, on the device."""
+        """``batch`` random ``l x l`` crops for slices normal to ``axis``, on the device
+        (each under a random symmetry of the square when ``preset.augment`` is ``d4``)."""
         if not self.eff["device_sampling"]:
-            return self._sample_real_host(axis, batch)
+            real = self._sample_real_host(axis, batch)
+        else:
+            real = self._sample_real_device(axis, batch)
+        return symmetrise_crops(real, self.rng) if self.augment else real
+
+    def _sample_real_device(self, axis: int, batch: int) -> torch.Tensor:
         idx, is_vol = self._source_for_axis(axis)
         src = self._reals[idx]
         edge, dev, g = self.preset.l, self.device, self.rng
