@@ -131,7 +131,7 @@ def test_small_image_and_colour_errors():
 def test_device_crops_are_real_crops_of_the_image():
     key = np.arange(40 * 50).reshape(40, 50)  # each pixel's position, to locate crops
     ts = make_training_set([blobs((40, 50))], "nphase", 32)
-    tr = SliceGANTrainer(ts, SMALL.replace(augment="none"), seed=0)  # crops as cut
+    tr = SliceGANTrainer(ts, SMALL, seed=0)  # crops as cut
     tr._reals[0] = torch.from_numpy(key)
     tr._encode = lambda c: c  # noqa: E731 - keep the raw position codes
     crops = tr.sample_real(0, 8)
@@ -148,7 +148,7 @@ def test_volume_crops_are_slices_normal_to_each_axis():
     vol = np.arange(34 * 36 * 40).reshape(34, 36, 40)
     ts = make_training_set([blobs((34, 36, 40))], "nphase", 32)
     assert ts.is_volume
-    tr = SliceGANTrainer(ts, SMALL.replace(augment="none"), seed=0)
+    tr = SliceGANTrainer(ts, SMALL, seed=0)
     tr._reals[0] = torch.from_numpy(vol)
     tr._encode = lambda c: c  # noqa: E731
     for axis in range(3):
@@ -191,7 +191,7 @@ def test_d4_augmentation_is_off_for_anisotropic_runs_and_checked():
     assert not tr.augment  # each axis has its own image: orientation is data
     assert get_preset("microlib").augment == "none"  # MicroLib's recipe had no symmetries
     iso = make_training_set([blobs((48, 48))], "nphase", 32)
-    assert not SliceGANTrainer(iso, SMALL.replace(augment="none")).augment
+    assert not SliceGANTrainer(iso, SMALL).augment
     with pytest.raises(MicrolibError, match="augment must be one of none, d4, not 'd8'"):
         SliceGANTrainer(iso, SMALL.replace(augment="d8"))
 
@@ -730,7 +730,10 @@ def test_stop_rule_in_a_run(train_png, tmp_path):
     assert tr["best_iteration"] == best + 1
     assert tr["best_score"] == pytest.approx(scores[best], rel=1e-5)
     if tr["stopped"] == "plateau":
-        assert 5 <= tr["iterations_done"] < 40 and tr["iterations_done"] - tr["best_iteration"] == 2
+        # patience may run out on the last iteration too
+        assert (
+            5 <= tr["iterations_done"] <= 40 and tr["iterations_done"] - tr["best_iteration"] == 2
+        )
     else:
         assert tr["stopped"] == "cap" and tr["iterations_done"] == 40
 
