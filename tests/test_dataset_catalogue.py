@@ -9,10 +9,12 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dataset_builder import ENTRIES, build
 
 from microlib.dataset.catalogue import catalogue_html, embed_json
+from microlib.io import write_png
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -126,4 +128,40 @@ def test_the_catalogue_filters_searches_and_never_runs_scraped_script(browser, t
     if REVIEW_COPY.parent.parent.is_dir():
         REVIEW_COPY.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, REVIEW_COPY)
+    page.close()
+
+
+def test_families_get_cards_with_their_sweep_and_members_as_text(browser, tmp_path):
+    fam_dir = tmp_path / "families" / "blobs"
+    fam_dir.mkdir(parents=True)
+    sweep = np.zeros((24, 96), np.uint8)
+    sweep[:, ::8] = 255
+    write_png(fam_dir / "blobs_sweep.png", sweep)
+    hostile = "<img src=x onerror=window.__pwned=1>"
+    family = {
+        "data_type": "twophase",
+        "code_range": [0.15, 0.6],
+        "files": ["blobs_Gen.pt", "blobs_sweep.png"],
+        "feature_size": {"summary": {"monotone": True, "max_abs_error_pct": 20.8}},
+        "members": [
+            {"name": "microstructure036", "brief_descr": "fine glass", "code": 0.15},
+            {"name": "microstructure038", "brief_descr": hostile, "code": 0.6},
+        ],
+    }
+    (tmp_path / "index.html").write_text(
+        catalogue_html([{"name": "microstructure001"}], {"blobs": family})
+    )
+    page = browser.new_page()
+    page.goto((tmp_path / "index.html").as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    card = page.locator("article[data-family='blobs']")
+    text = card.text_content()
+    assert "family blobs: 2 members, codes 0.15 to 0.6" in text
+    assert "feature size follows the code, largest error at a member 20.8 %" in text
+    assert f"code 0.6: microstructure038: {hostile}" in text  # shown, never parsed
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert card.locator("img").evaluate("e => e.complete && e.naturalWidth") == 96
+    hrefs = card.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert hrefs == ["families/blobs/blobs_Gen.pt", "families/blobs/blobs_sweep.png"]
+    assert _names(page)[0] == "microstructure001"  # the entries' cards are still there
     page.close()

@@ -226,7 +226,7 @@ def _dataset(args: argparse.Namespace) -> int:
     ]
     io.write_text(ds_dir / "README", readme_text(ordered, len(excluded), families))
     io.write_text(ds_dir / "CREDITS", credits_text(credited))
-    io.write_text(ds_dir / "index.html", catalogue_html(ordered))
+    io.write_text(ds_dir / "index.html", catalogue_html(ordered, fams))
     # the checksums cover every other file that goes into the zip
     sums = ds_dir / "SHA256SUMS"
     files = [p for p in dataset_files(ds_dir, names, families) if p != sums]

@@ -73,6 +73,34 @@ def catalogue_entry(record: Mapping[str, Any]) -> dict[str, Any]:
     return clean_text(entry)
 
 
+def catalogue_family(name: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The catalogue's view of one ``families.json`` record (control characters removed)."""
+    files = [str(f) for f in record.get("files") or []]
+    base = f"families/{name}"
+    sweep = f"{name}_sweep.png"
+    summary = (record.get("feature_size") or {}).get("summary") or {}
+    members = [
+        {
+            "name": str(m.get("name") or ""),
+            "title": m.get("brief_descr") or "",
+            "code": m.get("code"),
+            "credit": m.get("credit") or "",
+        }
+        for m in record.get("members") or []
+    ]
+    family = {
+        "name": str(name),
+        "data_type": _as_list(record.get("data_type")),
+        "code_range": [c for c in record.get("code_range") or [] if isinstance(c, int | float)],
+        "members": members,
+        "monotone": summary.get("monotone"),
+        "size_error": summary.get("max_abs_error_pct"),
+        "sweep": f"{base}/{sweep}" if sweep in files else None,
+        "files": [f"{base}/{f}" for f in files],
+    }
+    return clean_text(family)
+
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 header{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;margin-bottom:1em}
@@ -82,6 +110,7 @@ input,select{font-size:1em;padding:.25em}
 .card img{width:100%;height:auto;image-rendering:pixelated;background:#eee}
 .card h2{font-size:1em;margin:.4em 0}.meta{font-size:.85em;color:#555}
 .card ul{font-size:.8em;padding-left:1.2em;max-height:7em;overflow:auto}
+#families{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1em}
 """
 
 _SCRIPT = """
@@ -148,6 +177,38 @@ _SCRIPT = """
     document.getElementById("count").textContent = shown.length + " of " + data.length;
   }
   render();
+  // families: one card each, with the sweep of generated structures across the codes
+  var famData = document.getElementById("catalogue-families");
+  var famBox = document.getElementById("families");
+  if (famData && famBox) {
+    JSON.parse(famData.textContent).forEach(function (f) {
+      var c = el("article", null, "card family");
+      c.setAttribute("data-family", f.name);
+      if (f.sweep) {
+        var img = el("img"); img.src = f.sweep; img.alt = "code sweep of family " + f.name;
+        c.appendChild(img);
+      }
+      c.appendChild(el("h2", "family " + f.name + ": " + f.members.length +
+        " members, codes " + f.code_range.join(" to ")));
+      var follows = f.monotone === true ? "follows the code" :
+        (f.monotone === false ? "does not follow the code" : "not measured");
+      c.appendChild(el("div", [f.data_type.join(", "), "feature size " + follows +
+        ", largest error at a member " + pct(f.size_error)].join(" | "), "meta metrics"));
+      var members = el("ul");
+      f.members.forEach(function (m) {
+        members.appendChild(el("li", "code " + m.code + ": " + m.name + ": " + m.title +
+          (m.credit ? " (" + m.credit + ")" : ""), "member"));
+      });
+      c.appendChild(members);
+      var list = el("ul");
+      f.files.forEach(function (p) {
+        var li = el("li"), a = el("a", p.split("/").pop()); a.href = p;
+        li.appendChild(a); list.appendChild(li);
+      });
+      c.appendChild(list);
+      famBox.appendChild(c);
+    });
+  }
   document.body.setAttribute("data-ready", "1");
 })();
 """
@@ -159,13 +220,21 @@ def _script_hash() -> str:
     return "sha256-" + base64.b64encode(digest).decode("ascii")
 
 
-def catalogue_html(records: Iterable[Mapping[str, Any]], title: str = "MicroLib dataset") -> str:
+def catalogue_html(
+    records: Iterable[Mapping[str, Any]],
+    families: Mapping[str, Mapping[str, Any]] | None = None,
+    title: str = "MicroLib dataset",
+) -> str:
     """The self-contained ``index.html`` of a dataset.
 
     Parameters
     ----------
     records : iterable of mapping
         ``data_anns.json`` records, in display order.
+    families : mapping, optional
+        ``families.json``: family name -> record. Each family gets a card below the
+        entries: its code sweep, members with their codes, whether feature size follows
+        the code, and links to its files.
     title : str
         Page title (plain text; escaped).
 
@@ -177,6 +246,7 @@ def catalogue_html(records: Iterable[Mapping[str, Any]], title: str = "MicroLib 
         and links to its files (all relative to the dataset folder).
     """
     entries = [catalogue_entry(r) for r in records]
+    fams = [catalogue_family(n, r) for n, r in (families or {}).items()]
     labels = {
         "category": "category",
         "element": "element",
@@ -198,6 +268,13 @@ def catalogue_html(records: Iterable[Mapping[str, Any]], title: str = "MicroLib 
         '<header><input id="search" type="search" placeholder="search keywords" '
         f'aria-label="search">{selects}<span id="count"></span></header>\n'
         '<main id="cards"></main>\n'
-        f'<script type="application/json" id="catalogue-data">{embed_json(entries)}</script>\n'
+        + (
+            '<h2 id="families-heading">Families</h2><section id="families"></section>\n'
+            '<script type="application/json" id="catalogue-families">'
+            f"{embed_json(fams)}</script>\n"
+            if fams
+            else ""
+        )
+        + f'<script type="application/json" id="catalogue-data">{embed_json(entries)}</script>\n'
         f"<script>{_SCRIPT}</script>\n</body></html>\n"
     )
