@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "microlib"
 MAX_LINES = 550  # "about 500": split a module by what a reader looks for before it grows past
 
@@ -37,3 +39,22 @@ def test_no_module_outgrows_a_reader():
     assert len(sizes) > 50  # the walk found the package
     big = {str(p): n for p, n in sizes.items() if n > MAX_LINES}
     assert not big, big
+
+
+def test_no_import_cycle():
+    grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (dev extras)")
+    graph = grimp.build_graph("microlib")
+    imports = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    # a module that can reach itself again through imports is part of a cycle
+    cyclic = []
+    for start in sorted(imports):
+        seen, todo = set(), list(imports[start])
+        while todo:
+            m = todo.pop()
+            if m == start:
+                cyclic.append(start)
+                break
+            if m not in seen:
+                seen.add(m)
+                todo.extend(imports.get(m, ()))
+    assert not cyclic, cyclic
