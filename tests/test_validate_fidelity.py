@@ -292,3 +292,39 @@ def test_orientation_anisotropy_of_a_volume_is_its_worst_slicing_plane():
     # grey levels: the same measure on the values
     assert V.orientation_anisotropy(f) > 3
     assert math.isnan(V.orientation_anisotropy(np.zeros((8, 8), np.uint8), n_phases=2))
+
+
+# --------------------------------------------------------------------------- lattice
+
+
+def _smooth_grey(shape, seed=0, sigma=3.0):
+    g = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=shape), sigma)
+    return 128 + 40 * g / g.std()
+
+
+@pytest.mark.parametrize("period", [4, 8])
+def test_lattice_score_finds_a_stride_grid_pattern_and_not_a_plain_texture(period):
+    vol = _smooth_grey((96, 96, 96))
+    plain = V.lattice_score(vol)
+    assert 0.5 < plain < 1.4  # no periodicity: no peak over its surroundings
+    z, y, x = np.indices(vol.shape)
+    grid = (y % period == 0) | (x % period == 0)  # a faint lattice, as a generator paints
+    latticed = vol + 6.0 * grid
+    assert V.lattice_score(latticed) > 3 * plain
+    # the volume against its (clean) image: flagged only with the lattice
+    image = _smooth_grey((160, 160), seed=1)
+    fid = V.fidelity_block(image, latticed, n_phases=None)
+    assert fid["lattice"]["ratio"] > V.THRESHOLDS["lattice_ratio"]
+    assert "lattice_3d" in V.fidelity_flags(fid, V.THRESHOLDS)
+    clean = V.fidelity_block(image, vol, n_phases=None)
+    assert "lattice_3d" not in V.fidelity_flags(clean, V.THRESHOLDS)
+
+
+def test_lattice_ratio_forgives_a_periodic_image():
+    # a material (or a JPEG) periodic at 8 px scores high in 2D: its volume may too
+    assert V.lattice_ratio(6.0, 5.0) == pytest.approx(1.2)
+    assert V.lattice_ratio(6.0, 0.7) == pytest.approx(6.0)  # 2D under 1 counts as 1
+    assert V.lattice_ratio(math.nan, 1.0) is None
+    assert math.isnan(V.lattice_score(np.zeros((20, 20))))  # too short to judge
+    with pytest.raises(MicrolibError, match="lattice_score"):
+        V.lattice_score(np.zeros(10))

@@ -15,6 +15,8 @@ metrics of :mod:`microlib.validate`:
   which the per-axis measure misses; compare with the 2D image's value in the header),
 * checkerboard ratio of 3D slices over the 2D image
   (:func:`~microlib.validate.checkerboard_ratio`),
+* lattice ratio: a pattern on the 4 and 8 voxel stride grid, 3D over 2D
+  (:mod:`~microlib.validate.lattice`),
 * training wall time.
 
 Candidates: ``baseline`` (the old demo settings: preset ``demo`` with the transposed
@@ -265,8 +267,8 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     -------
     dict
         ``vf_pts``, ``vf_pct``, ``sa_pct``, ``s2_err``, ``aniso_2d``, ``aniso_3d``,
-        ``orient_2d``, ``orient_3d``, ``cb_2d``, ``cb_3d``, ``cb_ratio`` (see the module
-        docstring).
+        ``orient_2d``, ``orient_3d``, ``cb_2d``, ``cb_3d``, ``cb_ratio``, ``lattice_ratio``
+        (see the module docstring).
     """
     lab2, lab3 = _binarise(entry, entry.image), _binarise(entry, volume)
     n = int(max(lab2.max(), lab3.max())) + 1 if entry.kind == "nphase" else 2
@@ -293,6 +295,11 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
         "cb_2d": cb2,
         "cb_3d": cb3,
         "cb_ratio": V.checkerboard_ratio(cb3, cb2),
+        "lattice_ratio": V.lattice_ratio(
+            V.lattice_score(volume, n_phases=n_phases),
+            V.lattice_score(entry.image, n_phases=n_phases),
+        )
+        or math.nan,
     }
 
 
@@ -306,6 +313,7 @@ _COLS = [
     ("aniso_3d", "aniso3D", "{:7.2f}"),
     ("orient_3d", "orient3D", "{:8.2f}"),
     ("cb_ratio", "cb 3/2D", "{:7.2f}"),
+    ("lattice_ratio", "lat 3/2D", "{:8.2f}"),
     ("train_s", "train s", "{:7.1f}"),
 ]
 _HEADER = f"  {'entry / candidate':<28}" + " ".join(f"{h:>7}" for _, h, _ in _COLS)

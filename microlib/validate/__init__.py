@@ -9,6 +9,8 @@ Modules:
 - :mod:`~microlib.validate.grey` — grey histograms, Wasserstein-1, autocovariance;
 - :mod:`~microlib.validate.fidelity` — per-axis surface area density, anisotropy,
   checkerboard (Nyquist-power) score, S2 curve error;
+- :mod:`~microlib.validate.lattice` — lattice score: a texture repeating on the
+  generator's 4 and 8 voxel stride grid;
 - :mod:`~microlib.validate.feature` — feature size (correlation length, mean chord
   length), used to check a family generator's interpolation;
 - :mod:`~microlib.validate.calibrate` — flag thresholds calibrated on real data;
@@ -58,6 +60,7 @@ from microlib.validate.fidelity import (
     surface_area_density_axes,
 )
 from microlib.validate.grey import grey_autocovariance, grey_histogram, wasserstein_1
+from microlib.validate.lattice import LATTICE_FREQUENCIES, lattice_ratio, lattice_score
 from microlib.validate.nphase import (
     AXES_2D,
     AXES_3D,
@@ -93,6 +96,9 @@ __all__ = [
     "calibrate_thresholds",
     "centred_subcube",
     "check_lag",
+    "LATTICE_FREQUENCIES",
+    "lattice_ratio",
+    "lattice_score",
     "checkerboard_ratio",
     "checkerboard_score",
     "checkerboard_score_axes",

@@ -73,6 +73,7 @@ from microlib.validate.fidelity import (
     s2_curve_error,
 )
 from microlib.validate.grey import grey_autocovariance, grey_histogram, wasserstein_1
+from microlib.validate.lattice import lattice_score
 from microlib.validate.nphase import (
     _phase_pair_counts,
     _surface_from_counts,
@@ -93,16 +94,19 @@ CALIBRATION_SPREAD: dict[str, float] = {
     "anisotropy": 1.223,
     "checkerboard_ratio": 1.418,
     "s2_curve_error": 0.132,
+    "lattice_ratio": 1.239,
 }
 
 #: flag thresholds: CALIBRATION_MARGIN x CALIBRATION_SPREAD, rounded up to 2 figures
-#: (``anisotropy`` and ``checkerboard_ratio`` are ratios: 1 + margin x (spread - 1))
+#: (``anisotropy``, ``checkerboard_ratio`` and ``lattice_ratio`` are ratios:
+#: 1 + margin x (spread - 1))
 CALIBRATED: dict[str, float] = {
     "vf_error_points": 7.9,
     "surface_pct_error": 19.0,
     "anisotropy": 1.4,
     "checkerboard_ratio": 1.7,
     "s2_curve_error": 0.2,
+    "lattice_ratio": 1.4,
 }
 
 #: the spreads of the grey metrics measured by :func:`calibrate_grey_thresholds` on the
@@ -142,6 +146,7 @@ def _stats(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
         "s2": s2,
         "anisotropy": anisotropy(labels),
         "checkerboard": checkerboard_score(labels, n_phases=n_phases),
+        "lattice": lattice_score(labels, n_phases=n_phases),
     }
 
 
@@ -213,9 +218,12 @@ def calibrate_thresholds(
     aniso = [x["anisotropy"] for x in [whole, *blocks, *slices]]
     spread = {k: max(s[k] for s in spreads) for k in spreads[0]}
     spread["anisotropy"] = max(aniso)
+    # a lattice is judged as a volume's score over its image's, which is about 1 within
+    # the real volume: the spread is the highest score any real block or slice reaches
+    spread["lattice_ratio"] = max(x["lattice"] for x in [whole, *blocks, *slices])
     thresholds = {}
     for key, value in spread.items():
-        if key in ("anisotropy", "checkerboard_ratio"):
+        if key in ("anisotropy", "checkerboard_ratio", "lattice_ratio"):
             thresholds[key] = _round_up(1 + margin * (value - 1))
         else:
             thresholds[key] = _round_up(margin * value)

@@ -27,6 +27,7 @@ from microlib.validate.fidelity import (
     surface_area_density_axes,
 )
 from microlib.validate.grey import grey_autocovariance, grey_histogram, wasserstein_1
+from microlib.validate.lattice import lattice_ratio, lattice_score
 from microlib.validate.nphase import (
     AXES_2D,
     AXES_3D,
@@ -84,7 +85,8 @@ def fidelity_block(
     dict
         ``anisotropy``: ``measure``, ``2d``, ``3d``, ``error`` (3D / 2D), ``2d_axes``,
         ``3d_axes`` (the per-axis values whose max/min it is); ``checkerboard``: ``2d``,
-        ``3d``, ``ratio`` (3D / 2D), ``3d_axes``.
+        ``3d``, ``ratio`` (3D / 2D), ``3d_axes``; ``lattice``: ``2d``, ``3d``, ``ratio``
+        (:mod:`~microlib.validate.lattice`).
     """
     axes_fn = surface_area_density_axes if n_phases else grey_gradient_axes
     ax2, ax3 = axes_fn(image), axes_fn(volume)
@@ -92,6 +94,8 @@ def fidelity_block(
     cb2 = checkerboard_score(image, n_phases=n_phases)
     cb3_axes = checkerboard_score_axes(volume, n_phases=n_phases)
     cb3 = float(cb3_axes.mean())
+    lat2 = lattice_score(image, n_phases=n_phases)
+    lat3 = lattice_score(volume, n_phases=n_phases)
     return {
         "anisotropy": {
             "measure": "surface_area_density_axes" if n_phases else "grey_gradient_axes",
@@ -107,11 +111,16 @@ def fidelity_block(
             "ratio": _r(checkerboard_ratio(cb3, cb2), 4),
             "3d_axes": _axes(AXES_3D, cb3_axes),
         },
+        "lattice": {
+            "2d": _r(lat2, 4),
+            "3d": _r(lat3, 4),
+            "ratio": _r(lattice_ratio(lat3, lat2), 4),
+        },
     }
 
 
 def fidelity_flags(fid: dict[str, Any], th: dict[str, float]) -> dict[str, str]:
-    """Anisotropy and checkerboard flags of a :func:`fidelity_block`, with reasons."""
+    """Anisotropy, checkerboard and lattice flags of a :func:`fidelity_block`, with reasons."""
     out = {}
     an = fid["anisotropy"]
     for side in ("3d", "2d"):
@@ -128,6 +137,12 @@ def fidelity_flags(fid: dict[str, Any], th: dict[str, float]) -> dict[str, str]:
     if ratio is not None and ratio > th["checkerboard_ratio"]:
         out["checkerboard_3d"] = (
             f"3D checkerboard score {ratio:.3g}x the 2D one > {th['checkerboard_ratio']:g}x"
+        )
+    lattice = fid["lattice"]["ratio"]
+    if lattice is not None and lattice > th["lattice_ratio"]:
+        out["lattice_3d"] = (
+            f"3D lattice score {lattice:.3g}x the 2D one > {th['lattice_ratio']:g}x (a "
+            "pattern repeating every 4 or 8 voxels)"
         )
     return out
 
