@@ -149,7 +149,10 @@ def test_families_get_cards_with_their_sweep_and_members_as_text(browser, tmp_pa
         ],
     }
     (tmp_path / "index.html").write_text(
-        catalogue_html([{"name": "microstructure001"}], {"blobs": family})
+        catalogue_html(
+            [{"name": "microstructure001", "metrics": {"flags": ["lattice_3d"]}}],
+            {"blobs": family},
+        )
     )
     page = browser.new_page()
     page.goto((tmp_path / "index.html").as_uri())
@@ -164,4 +167,6 @@ def test_families_get_cards_with_their_sweep_and_members_as_text(browser, tmp_pa
     hrefs = card.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     assert hrefs == ["families/blobs/blobs_Gen.pt", "families/blobs/blobs_sweep.png"]
     assert _names(page)[0] == "microstructure001"  # the entries' cards are still there
+    entry = page.locator("article[data-name='microstructure001']").text_content()
+    assert "flagged: lattice_3d" in entry  # validation's verdict is on the card
     page.close()

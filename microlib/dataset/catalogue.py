@@ -67,6 +67,7 @@ def catalogue_entry(record: Mapping[str, Any]) -> dict[str, Any]:
         "licence": record.get("licence") or "",
         "vf_error": metrics.get("vf_mean_abs_pct_error"),
         "sa_error": metrics.get("surface_area_pct_error"),
+        "flags": _as_list(metrics.get("flags")),
         "preview": f"{name}/{preview}" if preview in files or not files else None,
         "files": [f"{name}/{f}" for f in files],
     }
@@ -159,6 +160,7 @@ _SCRIPT = """
       e.element.join(" "), e.technique.join(", ")].filter(Boolean).join(" | "), "meta"));
     c.appendChild(el("div", "volume fraction error " + pct(e.vf_error) +
       ", surface area error " + pct(e.sa_error), "meta metrics"));
+    if (e.flags.length) c.appendChild(el("div", "flagged: " + e.flags.join(", "), "meta flags"));
     if (e.keywords.length) c.appendChild(el("div", "keywords: " + e.keywords.join(", "), "meta"));
     if (e.description) c.appendChild(el("p", e.description, "desc"));
     c.appendChild(el("div", e.credit + (e.licence ? " (" + e.licence + ")" : ""), "meta"));
@@ -242,7 +244,8 @@ def catalogue_html(
     -------
     str
         The page: search box, filters for category, element, technique and data type, one
-        card per entry with its preview, volume-fraction and surface-area errors, credit
+        card per entry with its preview, volume-fraction and surface-area errors, the
+        validation flags it carries, credit
         and links to its files (all relative to the dataset folder).
     """
     entries = [catalogue_entry(r) for r in records]
