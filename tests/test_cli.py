@@ -76,6 +76,28 @@ def test_command_flags_come_from_the_subcommand_parser():
         command_flags("no-such-command")
 
 
+def test_parsers_and_the_dataset_reader_load_without_torch():
+    # every snakemake start builds the train and generate parsers to check the config, and
+    # torch costs about 1.3 s of CPU: only running a command may import it
+    code = textwrap.dedent(
+        """
+        import sys
+        from microlib.cli import command_flags
+        for name in ("train", "generate", "package", "dataset", "validate"):
+            command_flags(name)
+        import microlib.dataset, microlib.slicegan
+        assert "--augment" in command_flags("train")
+        print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- one error line
 
 
