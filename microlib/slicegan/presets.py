@@ -333,6 +333,15 @@ PRESETS["family"] = PRESETS["demo"].replace(
 )
 
 
+def check_augment(preset: Preset) -> None:
+    """Refuse a preset whose ``augment`` is not one of :data:`AUGMENTATIONS`."""
+    if preset.augment not in AUGMENTATIONS:
+        raise MicrolibError(
+            f"preset {preset.name}: augment must be one of {', '.join(AUGMENTATIONS)}, "
+            f"not {preset.augment!r}"
+        )
+
+
 def get_preset(name: str) -> Preset:
     """Return the named preset (``microlib``, ``table1``, ``tiny``, ``demo``, ``family``)."""
     try:

@@ -26,7 +26,7 @@ import torch
 from microlib.errors import MicrolibError
 from microlib.slicegan.adain import AdaINGenerator, conditional_critic, with_code_channel
 from microlib.slicegan.networks import critic_output_size, generator_output_size
-from microlib.slicegan.presets import AUGMENTATIONS, Preset
+from microlib.slicegan.presets import Preset, check_augment
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
@@ -96,8 +96,7 @@ class FamilyTrainer:
             raise MicrolibError(f"preset {p.name}: generator output does not match l={p.l}")
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
-        if p.augment not in AUGMENTATIONS:
-            raise MicrolibError(f"preset {p.name}: augment must be one of {AUGMENTATIONS}")
+        check_augment(p)
         self.members, self.preset, self.seed = members, preset, int(seed)
         self.codes = [float(c) for c in codes]
         self.code_dim, self.code_hidden = int(code_dim), int(code_hidden)

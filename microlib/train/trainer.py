@@ -27,7 +27,7 @@ from microlib.slicegan.networks import (
     cuda_backend_flags,
     generator_output_size,
 )
-from microlib.slicegan.presets import AUGMENTATIONS, Preset
+from microlib.slicegan.presets import Preset, check_augment
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
     GeneratorEMA,
@@ -153,11 +153,7 @@ class SliceGANTrainer:
             )
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
-        if p.augment not in AUGMENTATIONS:
-            raise MicrolibError(
-                f"preset {p.name}: augment must be one of {', '.join(AUGMENTATIONS)}, "
-                f"not {p.augment!r}"
-            )
+        check_augment(p)
         # an anisotropic run compares each axis with its own image: orientation is data there
         self.augment = p.augment == "d4" and not tset.anisotropic
         final = "softmax" if tset.image_type == "nphase" else "tanh"

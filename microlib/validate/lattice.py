@@ -23,6 +23,7 @@ import numpy as np
 from scipy import fft
 
 from microlib.errors import MicrolibError
+from microlib.validate.fidelity import _channels
 
 #: the stride harmonics below Nyquist, cycles / pixel (periods 8, 4 and 8/3 pixels)
 LATTICE_FREQUENCIES = (1.0 / 8.0, 1.0 / 4.0, 3.0 / 8.0)
@@ -38,13 +39,8 @@ def _line_power(a: np.ndarray, axis: int, n_phases: int | None) -> np.ndarray:
     lines = np.moveaxis(a, axis, -1)
     n = lines.shape[-1]
     window = np.hanning(n).astype(np.float32)
-    chans = (
-        [lines.astype(np.float32)]
-        if n_phases is None
-        else [(lines == k).astype(np.float32) for k in range(int(n_phases))]
-    )
     total = np.zeros(n // 2 + 1)
-    for c in chans:
+    for c in _channels(lines, n_phases):
         c = c.reshape(-1, n)
         c = (c - c.mean(axis=1, keepdims=True)) * window
         total += (np.abs(fft.rfft(c, axis=1)) ** 2).mean(axis=0)
@@ -53,7 +49,7 @@ def _line_power(a: np.ndarray, axis: int, n_phases: int | None) -> np.ndarray:
 
 def _prominence(power: np.ndarray, n: int) -> float:
     """Largest peak-over-surroundings ratio at the stride harmonics; nan if none fits."""
-    best = math.nan
+    ratios = []
     for f in LATTICE_FREQUENCIES:
         i = int(round(f * n))
         lo, hi = i - _RING[1], i + _RING[1]
@@ -63,8 +59,8 @@ def _prominence(power: np.ndarray, n: int) -> float:
         ring = np.r_[power[lo : i - _RING[0] + 1], power[i + _RING[0] : hi + 1]]
         ref = float(np.median(ring))
         if ref > 0:
-            best = max(peak / ref, best) if not math.isnan(best) else peak / ref
-    return float(best)
+            ratios.append(peak / ref)
+    return float(max(ratios)) if ratios else math.nan
 
 
 def lattice_score(image: np.ndarray, *, n_phases: int | None = None) -> float:
