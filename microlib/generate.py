@@ -39,6 +39,8 @@ from microlib.slicegan.plan import (
     default_memory_budget,
     estimate_peak_bytes,
     make_latent,
+    noise_field,
+    noise_grid,
     parse_periodic,
     parse_size,
     plan_generation,
@@ -190,6 +192,20 @@ def iter_z_slabs(
     layout = memory_format_for(dev)
     z = make_latent(plan, params.nz, seed)
     rgb = params.image_type == "colour"
+    noisy = fused.noise_weight is not None
+    period = [
+        g.stride * (m - g.halo) if p else None
+        for m, p in zip(plan.latent, plan.periodic, strict=True)
+    ]
+
+    def run(zz: torch.Tensor, cells: Sequence[int]) -> torch.Tensor:
+        """Logits of latent cut ``zz`` that starts at latent cells ``cells``."""
+        noise = None
+        if noisy:
+            start = [g.stride * c for c in cells]
+            shape = [noise_grid(params.gk, params.gs, params.gp, m) for m in zz.shape[2:]]
+            noise = noise_field(seed, start, shape, period).to(dev, non_blocking=True)
+        return fused(zz.to(dev, non_blocking=True).contiguous(memory_format=layout), noise)
 
     def modes():
         # entered per tile, never held across a yield: the consumer runs in between
@@ -202,7 +218,7 @@ def iter_z_slabs(
     if not g.exact_tiles:
         # borders depend on the latent edge: one pass over the whole latent, then crop
         with modes():
-            out = _decode(fused(z.to(dev).contiguous(memory_format=layout)), params)
+            out = _decode(run(z, (0, 0, 0)), params)
             out = out[: plan.size[0], : plan.size[1], : plan.size[2]].cpu().numpy()
         if progress:
             progress(1, 1)
@@ -218,8 +234,7 @@ def iter_z_slabs(
             for xa, xc, xo0, xo1 in blocks[2]:
                 zz = z[:, :, za : za + zc + g.halo, ya : ya + yc + g.halo, xa : xa + xc + g.halo]
                 with modes():
-                    zz = zz.to(dev, non_blocking=True).contiguous(memory_format=layout)
-                    out = _decode(fused(zz), params)
+                    out = _decode(run(zz, (za, ya, xa)), params)
                     out = out[: zo1 - zo0, : yo1 - yo0, : xo1 - xo0]
                     slab[:, yo0:yo1, xo0:xo1] = out.cpu().numpy()
                 done += 1

@@ -39,7 +39,8 @@ def test_bench_fidelity_prints_per_entry_rows_means_and_writes_a_montage(tmp_pat
     args += ["--demo-iterations", "2", "--threads", "1"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "transpose stage, no EMA" in text and "resize_trilinear stage, EMA 0.99" in text, text
+    assert "transpose/transpose stages, no EMA" in text, text
+    assert "blur/resize_trilinear + noise stages, EMA 0.99" in text, text
     for cand in ("baseline", "demo", "preset"):
         assert len(re.findall(rf"^\s+{cand}\s+[\d.]+", text, re.M)) == 3, text  # 2 rows + mean
     assert "means over 2 entries" in text and "MicroLib reported" in text, text

@@ -21,6 +21,7 @@ from microlib.slicegan.networks import (
     load_generator_state,
 )
 from microlib.slicegan.presets import PRESETS, get_preset
+from microlib.slicegan.stages import blur_valid
 
 
 class OriginalLayoutGenerator(nn.Module):
@@ -44,7 +45,10 @@ class OriginalLayoutGenerator(nn.Module):
 def _net(preset="tiny", nc=3, final="softmax", seed=0, stage=None):
     p = get_preset(preset)
     torch.manual_seed(seed)
-    return Generator(p.gk, p.gs, p.gp, p.gf(nc), final, output_stage=stage or p.g_output_stage)
+    stage = stage or p.g_output_stage
+    return Generator(
+        p.gk, p.gs, p.gp, p.gf(nc), final, output_stage=stage, hidden_stage=p.g_hidden_stage
+    )
 
 
 def _randomise_bn(net, seed=1):
@@ -226,7 +230,8 @@ def test_resize_stage_makes_the_transposed_stage_sizes(preset):
     assert resize.convs[-1].weight.shape == (3, resize.gf[-2], 3, 3, 3)
     # same keys (convs.{i}, bns.{i}): only the last weight's shape differs
     assert set(resize.state_dict()) == set(trans.state_dict())
-    lats = [(3, 3, 3), (4, 5, 3), (6, 4, 7)] if preset != "microlib" else [(3, 4, 3)]
+    lats = {"tiny": [(3, 3, 3), (4, 5, 3), (6, 4, 7)], "demo": [(5, 5, 5), (6, 7, 5), (8, 6, 9)]}
+    lats = lats.get(preset, [(3, 4, 3)])
     with torch.no_grad():
         for lat in lats:
             z = torch.randn(1, resize.nz, *lat)
@@ -255,14 +260,14 @@ def test_resize_stage_folds_and_tiles_exactly():
     assert (geo.stride, geo.trim, geo.halo, geo.exact_tiles) == (16, 32, 2, True)
     fused = FusedGenerator(net)
     assert fused.output_stage == "resize_trilinear" and isinstance(fused.convs[-1], nn.Conv3d)
-    z = torch.randn(1, 16, 8, 3, 4)
+    z = torch.randn(1, 16, 12, 5, 6)
     with torch.no_grad():
         whole = net(z, activate=False)
         assert torch.allclose(fused(z), whole, atol=1e-5)
-        for a, m in [(0, 3), (1, 3), (2, 4), (3, 5), (5, 3)]:
+        for a, m in [(0, 5), (1, 5), (2, 6), (3, 7), (7, 5)]:
             part = net(z[:, :, a : a + m], activate=False)
-            assert part.shape[2] == 16 * (m - 2)
-            assert torch.allclose(part, whole[:, :, 16 * a : 16 * a + 16 * (m - 2)], atol=1e-5)
+            assert part.shape[2] == geo.size(m)
+            assert torch.allclose(part, whole[:, :, 16 * a : 16 * a + geo.size(m)], atol=1e-5)
 
 
 @pytest.mark.parametrize("final", ["softmax", "tanh"])
@@ -274,12 +279,12 @@ def test_trilinear_resize_stage_changes_grey_outputs_only(final):
     tri.eval()
     _randomise_bn(near)
     _randomise_bn(tri)
-    z = torch.randn(1, 16, 6, 3, 4)
+    z = torch.randn(1, 16, 8, 5, 6)
     with torch.no_grad():
         a, b = near(z, activate=False), tri(z, activate=False)
         assert a.shape == b.shape
         assert torch.allclose(a, b) == (final == "softmax")
-        for s, m in [(0, 3), (1, 4), (3, 3)]:
+        for s, m in [(0, 5), (1, 6), (3, 5)]:
             part = tri(z[:, :, s : s + m], activate=False)
             assert torch.allclose(part, b[:, :, 16 * s : 16 * s + 16 * (m - 2)], atol=1e-5)
 
@@ -293,6 +298,71 @@ def test_resize_weights_in_a_transposed_net_are_named():
         load_generator_state(trans, sd, entry="m1")
     again = _net("demo", nc=3, seed=4)
     load_generator_state(again, sd)
-    z = torch.randn(1, 16, 4, 4, 4)
+    z = torch.randn(1, 16, 5, 5, 5)
     with torch.no_grad():
         assert torch.equal(again.eval()(z), resize.eval()(z))
+
+
+# --------------------------------------------------------------------------- hidden blur
+
+_BLUR_LISTS = ((4, 4, 4, 4), (2, 2, 2, 2), (3, 3, 3, 3))
+
+
+def _blur_net(nc=3, final="softmax", seed=0):
+    gk, gs, gp = _BLUR_LISTS
+    torch.manual_seed(seed)
+    return Generator(
+        gk, gs, gp, [16, 24, 16, 8, nc], final, output_stage="resize_trilinear", hidden_stage="blur"
+    )
+
+
+def test_blur_removes_a_voxel_parity_pattern_and_keeps_constants():
+    """A pattern alternating voxel by voxel along any axis, the one a stride-2 transposed
+    convolution can paint, is removed exactly; a constant field is kept as it is."""
+    idx = torch.arange(12)
+    for axis in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + axis] = 12
+        parity = ((-1.0) ** idx).reshape(shape).expand(1, 2, 12, 12, 12)
+        out = blur_valid(parity.clone())
+        assert out.shape == (1, 2, 10, 10, 10)
+        assert out.abs().max() < 1e-6
+    const = torch.full((1, 3, 7, 8, 9), 2.5)
+    assert torch.allclose(blur_valid(const), torch.full((1, 3, 5, 6, 7), 2.5))
+    cl = torch.randn(1, 4, 9, 9, 9).to(memory_format=torch.channels_last_3d)
+    assert blur_valid(cl).is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_blurred_hidden_layers_keep_the_layer_sizes_fold_and_tile_exactly():
+    """The hidden (k4 s2 p3) entries give 2n - 4 voxels as listed; BatchNorm folds through
+    the blur; a latent slab [a, a+m) yields exactly the global output [16a, 16(a+m) - 60)."""
+    gk, gs, gp = _BLUR_LISTS
+    net = _blur_net().eval()
+    _randomise_bn(net)
+    assert [c.padding[0] for c in net.convs[:-1]] == [2, 2, 2]
+    geo = generator_geometry(gk, gs, gp)
+    assert (geo.stride, geo.trim, geo.halo, geo.exact_tiles) == (16, 60, 4, True)
+    z = torch.randn(1, 16, 11, 6, 7)
+    with torch.no_grad():
+        whole = net(z, activate=False)
+        assert whole.shape[2:] == tuple(geo.size(m) for m in z.shape[2:])
+        assert torch.allclose(FusedGenerator(net)(z), whole, atol=1e-5)
+        for a, m in [(0, 5), (1, 6), (3, 8), (6, 5)]:
+            part = net(z[:, :, a : a + m], activate=False)
+            assert part.shape[2] == geo.size(m)
+            assert torch.allclose(part, whole[:, :, 16 * a : 16 * a + geo.size(m)], atol=1e-5)
+    # the same weights without the blur are a different network
+    plain = Generator(gk, gs, (2, 2, 2, 3), net.gf, output_stage="resize_trilinear").eval()
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert plain(z, activate=False).shape != whole.shape
+
+
+def test_blurred_hidden_layers_need_the_padding_and_a_known_name():
+    t = get_preset("tiny")
+    with pytest.raises(
+        MicrolibError, match=r"layer 0: a blurred hidden layer needs p >= k - s \+ 1"
+    ):
+        Generator(t.gk, t.gs, t.gp, t.gf(2), hidden_stage="blur")
+    with pytest.raises(MicrolibError, match="unknown generator hidden stage 'smooth'"):
+        Generator(t.gk, t.gs, t.gp, t.gf(2), hidden_stage="smooth")

@@ -36,6 +36,10 @@ ML_TWOPHASE = [
 ]
 
 
+# the demo preset's fields for grey and colour images
+GREY_DEMO = {k: (list(v) if isinstance(v, tuple) else v) for k, v in PRESETS["demo"].grey.items()}
+
+
 def _params(name="microstructure237", image_type="nphase", nc=3, preset="tiny", **kw):
     p = PRESETS[preset]
     return ModelParams(
@@ -43,15 +47,20 @@ def _params(name="microstructure237", image_type="nphase", nc=3, preset="tiny", 
         image_type=image_type,
         gk=list(p.gk),
         gs=list(p.gs),
-        gp=list(p.gp),
+        gp=kw.pop("gp", list(p.gp)),
         gf=p.gf(nc),
         dk=list(p.dk),
         ds=list(p.ds),
         dp=list(p.dp),
         df=p.df(nc),
-        lz=p.lz,
-        l=p.l,
-        **{"g_output_stage": p.g_output_stage, **kw},
+        **{
+            "lz": p.lz,
+            "l": p.l,
+            "g_output_stage": p.g_output_stage,
+            "g_hidden_stage": p.g_hidden_stage,
+            "g_output_noise": p.g_output_noise,
+            **kw,
+        },
     )
 
 
@@ -174,11 +183,47 @@ def test_params_json_records_the_resize_stage(tmp_path):
     p = _params(preset="demo", training={"preset": "demo"})
     d = p.to_json()
     assert d["g_output_stage"] == "resize_trilinear" and d["format_version"] == 3
+    assert "g_hidden_stage" not in d and "g_output_noise" not in d
     assert d["size_formula"] == "16*(lf-2)"  # the resize stage keeps the sizes
     q = ModelParams.from_json(d)
-    assert q == p and q.build_generator().output_stage == "resize_trilinear"
+    g = q.build_generator()
+    assert q == p and (g.output_stage, g.hidden_stage) == ("resize_trilinear", "transpose")
+    assert g.noise_weight is None and not g.hidden_blur
+    # grey and colour: blurred hidden layers (version 4), each transposed one padded p - 1
+    grey = _params(preset="demo", image_type="grayscale", nc=1, **GREY_DEMO)
+    gd = grey.to_json()
+    assert gd["g_hidden_stage"] == "blur" and gd["format_version"] == 4
+    assert gd["size_formula"] == "16*lf-60"  # 2n - 4 per layer, as the listed k4 s2 p3
+    g = ModelParams.from_json(gd).build_generator()
+    assert g.hidden_blur and g.convs[0].padding == (2, 2, 2)
+    # output noise is version 5
+    noisy = _params(preset="demo", g_output_noise=True)
+    assert noisy.to_json()["format_version"] == 5 and noisy.to_json()["g_output_noise"] is True
+    g = ModelParams.from_json(noisy.to_json()).build_generator()
+    assert g.noise_weight.shape == (p.gf[-2],)
+    with pytest.raises(MicrolibError, match="output noise needs a resize output stage"):
+        _params(preset="demo", g_output_stage="transpose", g_output_noise=True)
+    # without the blur, the resize output stage alone is version 3, and the field is left out
+    tri = _params(
+        preset="demo",
+        g_hidden_stage="transpose",
+        g_output_noise=False,
+        gp=[2, 2, 2, 3],
+        lz=4,
+        l=32,
+    )
+    assert tri.to_json()["format_version"] == 3 and "g_hidden_stage" not in tri.to_json()
+    assert ModelParams.from_json(tri.to_json()).build_generator().hidden_stage == "transpose"
+    with pytest.raises(MicrolibError, match="blurred hidden layer needs p >= k - s"):
+        _params(preset="demo", g_hidden_stage="blur")
     # a nearest-upsampling resize model (the demo's stage before) stays version 2
-    near = _params(preset="demo", g_output_stage="resize")
+    near = _params(
+        preset="demo",
+        g_output_stage="resize",
+        g_hidden_stage="transpose",
+        g_output_noise=False,
+        gp=[2, 2, 2, 3],
+    )
     assert near.to_json()["format_version"] == 2
     assert ModelParams.from_json(near.to_json()).build_generator().output_stage == "resize"
     # a version-1 file (no field) is a transposed-stage model

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy import ndimage
 
 from microlib.cli import main
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = get_preset("demo").replace(
     batch_size=4, d_batch_size=1, g_batch_size=2, critic_iters=2, monitor_size=32
 )
+L = SMALL.l  # the training slice edge (real crops, generated slices)
 SMALL_CLI = [
     "--preset",
     "demo",
@@ -130,23 +132,23 @@ def test_small_image_and_colour_errors():
 
 def test_device_crops_are_real_crops_of_the_image():
     key = np.arange(40 * 50).reshape(40, 50)  # each pixel's position, to locate crops
-    ts = make_training_set([blobs((40, 50))], "nphase", 32)
+    ts = make_training_set([blobs((40, 50))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL, seed=0)  # crops as cut
     tr._reals[0] = torch.from_numpy(key)
     tr._encode = lambda c: c  # noqa: E731 - keep the raw position codes
     crops = tr.sample_real(0, 8)
-    assert crops.shape == (8, 32, 32)
+    assert crops.shape == (8, L, L)
     origins = set()
     for c in crops:
         y, x = divmod(int(c[0, 0]), 50)
         origins.add((y, x))
-        assert torch.equal(c, torch.from_numpy(key[y : y + 32, x : x + 32]))
+        assert torch.equal(c, torch.from_numpy(key[y : y + L, x : x + L]))
     assert len(origins) > 1  # random origins, not one fixed crop
 
 
 def test_volume_crops_are_slices_normal_to_each_axis():
-    vol = np.arange(34 * 36 * 40).reshape(34, 36, 40)
-    ts = make_training_set([blobs((34, 36, 40))], "nphase", 32)
+    vol = np.arange(38 * 40 * 44).reshape(38, 40, 44)
+    ts = make_training_set([blobs((38, 40, 44))], "nphase", L)
     assert ts.is_volume
     tr = SliceGANTrainer(ts, SMALL, seed=0)
     tr._reals[0] = torch.from_numpy(vol)
@@ -154,7 +156,7 @@ def test_volume_crops_are_slices_normal_to_each_axis():
     for axis in range(3):
         for c in tr.sample_real(axis, 4):
             idx = np.unravel_index(int(c[0, 0]), vol.shape)
-            sl = [slice(i, i + 32) for i in idx]
+            sl = [slice(i, i + L) for i in idx]
             sl[axis] = idx[axis]
             assert torch.equal(c, torch.from_numpy(vol[tuple(sl)])), axis
 
@@ -169,7 +171,7 @@ def _d4(a: torch.Tensor) -> list[torch.Tensor]:
 
 
 def test_d4_augmentation_draws_each_symmetry_of_each_crop():
-    ts = make_training_set([blobs((48, 48))], "nphase", 32)
+    ts = make_training_set([blobs((48, 48))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL.replace(augment="d4"), seed=0)
     assert tr.augment
     x = torch.arange(64 * 2 * 32 * 32, dtype=torch.float32).reshape(64, 2, 32, 32)
@@ -182,15 +184,15 @@ def test_d4_augmentation_draws_each_symmetry_of_each_crop():
     assert seen == set(range(8))
     # real crops under augmentation are still valid one-hot crops of the image
     real = tr.sample_real(2, 16)
-    assert real.shape == (16, 3, 32, 32) and torch.equal(real.sum(1), torch.ones(16, 32, 32))
+    assert real.shape == (16, 3, L, L) and torch.equal(real.sum(1), torch.ones(16, L, L))
 
 
 def test_d4_augmentation_is_off_for_anisotropic_runs_and_checked():
     imgs = [blobs((48, 56), seed=s) for s in range(3)]
-    tr = SliceGANTrainer(make_training_set(imgs, "nphase", 32), SMALL.replace(augment="d4"))
+    tr = SliceGANTrainer(make_training_set(imgs, "nphase", L), SMALL.replace(augment="d4"))
     assert not tr.augment  # each axis has its own image: orientation is data
     assert get_preset("microlib").augment == "none"  # MicroLib's recipe had no symmetries
-    iso = make_training_set([blobs((48, 48))], "nphase", 32)
+    iso = make_training_set([blobs((48, 48))], "nphase", L)
     assert not SliceGANTrainer(iso, SMALL).augment
     with pytest.raises(MicrolibError, match="augment must be one of none, d4, not 'd8'"):
         SliceGANTrainer(iso, SMALL.replace(augment="d8"))
@@ -198,12 +200,12 @@ def test_d4_augmentation_is_off_for_anisotropic_runs_and_checked():
 
 def test_one_hot_encoding_and_host_sampler_agree_in_kind():
     lab = blobs((48, 48))
-    ts = make_training_set([lab], "nphase", 32)
+    ts = make_training_set([lab], "nphase", L)
     for opts in (Optimisations(), Optimisations.baseline()):
         tr = SliceGANTrainer(ts, SMALL, seed=0, opts=opts)
         x = tr.sample_real(1, 5)
-        assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32
-        assert torch.equal(x.sum(1), torch.ones(5, 32, 32))
+        assert x.shape == (5, 3, L, L) and x.dtype == torch.float32
+        assert torch.equal(x.sum(1), torch.ones(5, L, L))
 
 
 def test_slices_match_the_original_permute_reshape():
@@ -223,7 +225,7 @@ def _params_of(net):
 
 
 def test_isotropic_training_step():
-    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL, seed=1)
     assert len(tr.Ds) == 1 and len(tr.opt_ds) == 1  # one critic, one optimiser
     g0, d0 = _params_of(tr.G), _params_of(tr.Ds[0])
@@ -242,7 +244,7 @@ def test_isotropic_training_step():
 
 
 def test_summed_update_steps_the_critic_once_per_iteration():
-    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL, seed=1, d_update="summed")
     tr.step()
     assert int(tr.opt_ds[0].state_dict()["state"][0]["step"]) == 2
@@ -250,7 +252,7 @@ def test_summed_update_steps_the_critic_once_per_iteration():
 
 def test_anisotropic_training_step_uses_one_critic_per_axis():
     imgs = [blobs((48, 56), seed=s) for s in range(3)]
-    ts = make_training_set(imgs, "nphase", 32)
+    ts = make_training_set(imgs, "nphase", L)
     assert ts.anisotropic
     tr = SliceGANTrainer(ts, SMALL, seed=2)
     before = [_params_of(d) for d in tr.Ds]
@@ -268,26 +270,26 @@ def test_grey_and_colour_training_steps(kind):
     img = ndimage.gaussian_filter(rng.random((50, 50, 3 if kind == "colour" else 1)), 2) * 255
     img = img.astype(np.uint8)
     img = img if kind == "colour" else img[..., 0]
-    ts = make_training_set([img], kind, 32)
+    ts = make_training_set([img], kind, L)
     assert ts.nc == (3 if kind == "colour" else 1)
     tr = SliceGANTrainer(ts, SMALL, seed=0)
     tr.step()
     real = tr.sample_real(0, 3)
-    assert real.shape == (3, ts.nc, 32, 32) and float(real.max()) <= 1.0
+    assert real.shape == (3, ts.nc, L, L) and float(real.max()) <= 1.0
     assert tr.G.final == "tanh"
 
 
 def test_volume_training_step():
-    ts = make_training_set([blobs((36, 40, 44))], "nphase", 32)
+    ts = make_training_set([blobs((36, 40, 44))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL, seed=0)
     tr.step()
     assert len(tr.Ds) == 1 and tr.iteration == 1
-    ts3 = make_training_set([blobs((36, 40, 44))], "nphase", 32, anisotropic=True)
+    ts3 = make_training_set([blobs((36, 40, 44))], "nphase", L, anisotropic=True)
     assert len(SliceGANTrainer(ts3, SMALL, seed=0).Ds) == 3
 
 
 def test_resume_in_process_is_exact():
-    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
     ref = SliceGANTrainer(ts, SMALL, seed=4)
     for _ in range(4):
         ref.step()
@@ -298,7 +300,7 @@ def test_resume_in_process_is_exact():
     b = SliceGANTrainer(ts, SMALL, seed=999)  # different init: everything comes from the state
     with pytest.raises(MicrolibError, match="different settings.*seed"):
         b.load_state_dict(saved)
-    other = make_training_set([blobs((64, 64), seed=9)], "nphase", 32)
+    other = make_training_set([blobs((64, 64), seed=9)], "nphase", L)
     with pytest.raises(MicrolibError, match="different settings.*data_sha256"):
         SliceGANTrainer(other, SMALL, seed=4).load_state_dict(saved)
     b = SliceGANTrainer(ts, SMALL, seed=4)
@@ -627,7 +629,7 @@ def test_lr_schedules():
     assert lr_factor("linear", 100, 100) == pytest.approx(0.0)
     with pytest.raises(MicrolibError, match="unknown lr_schedule"):
         lr_factor("step", 1, 10)
-    ts = make_training_set([blobs((40, 40))], "nphase", 32)
+    ts = make_training_set([blobs((40, 40))], "nphase", L)
     p = SMALL.replace(lr_schedule="cosine", lr_min_frac=0.0, iterations=4, lr_g=1e-3, lr_d=2e-3)
     tr = SliceGANTrainer(ts, p, seed=0)
     tr.step()
@@ -639,7 +641,7 @@ def test_lr_schedules():
 
 
 def test_ema_is_the_weight_average_and_is_saved():
-    ts = make_training_set([blobs((40, 40))], "nphase", 32)
+    ts = make_training_set([blobs((40, 40))], "nphase", L)
     tr = SliceGANTrainer(ts, SMALL.replace(ema_decay=0.75), seed=3)
     start = [q.detach().clone() for q in tr.G.parameters()]
     tr.step()
@@ -658,7 +660,7 @@ def test_ema_is_the_weight_average_and_is_saved():
 
 
 def test_resume_with_ema_and_schedule_in_process_is_exact():
-    ts = make_training_set([blobs((64, 64))], "nphase", 32)
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
     p = SMALL.replace(ema_decay=0.9, lr_schedule="linear", lr_min_frac=0.1, iterations=4)
     ref = SliceGANTrainer(ts, p, seed=4)
     for _ in range(4):
@@ -681,7 +683,7 @@ def test_resume_with_ema_and_schedule_in_process_is_exact():
 
 def test_monitor_columns_on_known_volumes():
     img = blobs((48, 48))
-    ts = make_training_set([img], "nphase", 32)
+    ts = make_training_set([img], "nphase", L)
     ref = reference_statistics(ts)
     cube = np.stack([blobs((48, 48), seed=s) for s in range(48)])
     row = compare(ref, cube, "nphase", 3)
@@ -699,7 +701,7 @@ def test_monitor_columns_on_known_volumes():
     one[:, :, 4:] = 2
     bad = compare(ref, one, "nphase", 3)
     assert bad["vf_err_pts"] > 20 and bad["anisotropy"] == float("inf")
-    grey = make_training_set([np.full((40, 40), 100, np.uint8)], "grayscale", 32)
+    grey = make_training_set([np.full((40, 40), 100, np.uint8)], "grayscale", L)
     g = compare(reference_statistics(grey), np.full((8, 8, 8), 110, np.uint8), "grayscale", 1)
     assert g["grey_mean_err"] == pytest.approx(10) and g["grey_std_err"] == 0
     assert np.isnan(g["vf_err_pts"])
@@ -855,12 +857,12 @@ def test_real_threephase_volume_fractions(realdata, tmp_path):
 def test_cuda_training_with_every_optimisation():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    ts = make_training_set([blobs((96, 96))], "nphase", 32)
+    ts = make_training_set([blobs((96, 96))], "nphase", L)
     opts = Optimisations(channels_last=True)
     tr = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=opts)
     assert tr.eff["autocast_bf16"] and tr.eff["tf32"] and tr.eff["fused_adam"]
     x = tr.sample_real(2, 6)
-    assert x.is_cuda and torch.equal(x.sum(1), torch.ones(6, 32, 32, device="cuda"))
+    assert x.is_cuda and torch.equal(x.sum(1), torch.ones(6, L, L, device="cuda"))
     for _ in range(3):
         tr.step()
     log = tr.read_log()
@@ -880,22 +882,34 @@ def test_cuda_training_with_every_optimisation():
 def test_cuda_baseline_and_optimised_losses_agree_at_start():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    ts = make_training_set([blobs((96, 96))], "nphase", 32)
+    ts = make_training_set([blobs((96, 96))], "nphase", L)
     a = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=Optimisations.baseline())
     b = SliceGANTrainer(ts, SMALL, seed=0, device="cuda", opts=Optimisations())
     for p, q in zip(a.G.parameters(), b.G.parameters(), strict=True):
         assert torch.equal(p, q)  # same initialisation whatever the switches
 
 
-def test_demo_preset_run_with_the_resize_stage_generates(train_png, tmp_path):
-    """The demo preset as it is (resize stage, constant lr, EMA), a few iterations:
-    loadable artefacts, and ``microlib generate`` works on them."""
+def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tmp_path):
+    """The demo preset as it is (resize output stage, hidden layers blurred for grey and
+    colour, constant lr, EMA), a few iterations on an n-phase and a grey image: loadable
+    artefacts, and ``microlib generate`` works on them."""
     demo = get_preset("demo")
-    assert (demo.g_output_stage, demo.lr_schedule, demo.ema_decay) == (
+    assert (demo.g_output_stage, demo.g_hidden_stage, demo.lr_schedule, demo.ema_decay) == (
         "resize_trilinear",
+        "transpose",
         "constant",
         0.99,
     )
+    assert demo.for_image_type("nphase") is demo
+    grey = demo.for_image_type("colour")
+    assert (grey.g_hidden_stage, grey.gp, grey.lz, grey.l, grey.grey) == (
+        "blur",
+        (3, 3, 3, 3),
+        6,
+        36,
+        {},
+    )
+    assert grey.for_image_type("grayscale") == grey
     assert demo.iterations == 600 and demo.lr_g == demo.lr_d == 5e-4
     out = tmp_path / "m"
     args = ["--preset", "demo", "--iterations", "3", "--threads", "1"]
@@ -903,12 +917,46 @@ def test_demo_preset_run_with_the_resize_stage_generates(train_png, tmp_path):
     name = "microstructure042"
     pj = read_json(out / f"{name}_params.json")
     assert pj["g_output_stage"] == "resize_trilinear" and pj["format_version"] == 3
-    assert pj["training"]["hyperparameters"]["g_output_stage"] == "resize_trilinear"
+    assert pj["l"] == 32 and pj["lz"] == 4
     assert load_weights(out / f"{name}_Gen.pt")["convs.3.weight"].shape == (3, 16, 3, 3, 3)
     assert read_params_data(out / f"{name}_params.data")[6] == [16, 64, 32, 16, 3]
     net, params = load_generator(out)
     assert net.output_stage == params.g_output_stage == "resize_trilinear"
+    assert net.hidden_stage == "transpose" and not net.hidden_blur
     vol = tmp_path / "v.tif"
     rc = main(["generate", str(out), "--size", "40", "--out", str(vol), "--tile", "16"])
     assert rc == 0
     assert np.array_equal(read_tif(vol), synthesise(net, params, 40, seed=0))
+    # a grey image trains the blurred variant, and generates through the same command
+    rng = np.random.default_rng(1)
+    img = ndimage.gaussian_filter(rng.random((48, 48)), 2)
+    img = ((img - img.min()) / np.ptp(img) * 255).astype(np.uint8)
+    grey_png = tmp_path / "grey042.png"
+    Image.fromarray(img).save(grey_png)
+    out = tmp_path / "g"
+    cmd = ["train", str(grey_png), "--out", str(out), "--image-type", "grayscale", *args]
+    assert main(cmd) == 0
+    pj = read_json(out / "grey042_params.json")
+    assert pj["g_hidden_stage"] == "blur" and (pj["l"], pj["lz"]) == (36, 6)
+    assert pj["format_version"] == 4 and pj["training"]["hyperparameters"]["l"] == 36
+    net, params = load_generator(out)
+    assert net.hidden_blur and synthesise(net, params, 40, seed=0).shape == (40, 40, 40)
+
+
+def test_output_noise_trains_from_zero_and_resumes_exactly():
+    """Output noise is drawn from the run's own RNG: a resumed run is the uninterrupted one."""
+    ts = make_training_set([blobs((48, 48))], "nphase", L)
+    p = SMALL.replace(g_hidden_stage="blur", g_output_noise=True, iterations=4)
+    ref = SliceGANTrainer(ts, p, seed=2)
+    assert float(ref.G.noise_weight.abs().sum()) == 0
+    for _ in range(4):
+        ref.step()
+    assert float(ref.G.noise_weight.abs().sum()) > 0
+    a = SliceGANTrainer(ts, p, seed=2)
+    a.step()
+    a.step()
+    b = SliceGANTrainer(ts, p, seed=2)
+    b.load_state_dict(a.state_dict())
+    b.step()
+    b.step()
+    assert state_equal(ref.state_dict(), b.state_dict())

@@ -19,8 +19,9 @@ metrics of :mod:`microlib.validate`:
   (:mod:`~microlib.validate.lattice`),
 * training wall time.
 
-Candidates: ``baseline`` (the old demo settings: preset ``demo`` with the transposed
-convolution output stage, no EMA, constant lr, 300 iterations), ``demo`` (today's ``demo``
+Candidates: ``baseline`` (the first demo settings: preset ``demo`` with SliceGAN's
+transposed convolutions throughout, its 32 px slices from a 4^3 latent, no output noise,
+no EMA, constant lr, 300 iterations), ``demo`` (today's ``demo``
 preset as it is) and ``preset`` (``--preset`` at ``--iterations``, run when ``--preset`` is
 given). Volume fraction, surface area and S2 of grayscale entries are compared after
 thresholding both at the 2D image's Otsu level. The real data live outside the repository
@@ -44,7 +45,8 @@ import torch
 from microlib import io as mio
 from microlib import validate as V
 from microlib.errors import MicrolibError
-from microlib.slicegan.networks import Generator
+from microlib.slicegan.networks import Generator, generator_geometry
+from microlib.slicegan.plan import noise_field, noise_grid
 from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import SliceGANTrainer, make_training_set
 
@@ -56,6 +58,11 @@ MICROLIB_REPORTED = {"vf_pct": 4.7, "sa_pct": 4.3}
 #: The old demo settings, as overrides of today's ``demo`` preset.
 BASELINE = {
     "g_output_stage": "transpose",
+    "g_hidden_stage": "transpose",
+    "g_output_noise": False,
+    "gp": (2, 2, 2, 3),
+    "lz": 4,
+    "l": 32,
     "ema_decay": 0.0,
     "lr_schedule": "constant",
     "iterations": 300,
@@ -212,7 +219,8 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
         p = table[n]()
         ema = f"EMA {p.ema_decay:g}" if p.ema_decay else "no EMA"
         lr = p.lr_schedule + (f" to {p.lr_min_frac:g}" if p.lr_schedule != "constant" else "")
-        label = f"{n} ({p.name}, {p.iterations} it, {p.g_output_stage} stage, {ema}, {lr} lr)"
+        stages = f"{p.g_hidden_stage}/{p.g_output_stage}" + (" + noise" if p.g_output_noise else "")
+        label = f"{n} ({p.name}, {p.iterations} it, {stages} stages, {ema}, {lr} lr)"
         out.append(Candidate(n, p, label))
     return out
 
@@ -222,10 +230,11 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
 
 def _train_one(entry: Entry, c: Candidate, seed: int) -> tuple[Generator, float]:
     """Train ``c`` on ``entry``: (generator to evaluate, training wall seconds)."""
-    tset = make_training_set([entry.image], entry.kind, c.preset.l, entry=entry.name)
+    preset = c.preset.for_image_type(entry.kind)
+    tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
     t0 = time.perf_counter()
-    tr = SliceGANTrainer(tset, c.preset, seed=seed)
-    for _ in range(c.preset.iterations):
+    tr = SliceGANTrainer(tset, preset, seed=seed)
+    for _ in range(preset.iterations):
         tr.step()
     net = tr.generator_for_eval()  # the EMA copy with re-estimated BatchNorm when EMA is on
     return net, time.perf_counter() - t0
@@ -233,11 +242,15 @@ def _train_one(entry: Entry, c: Candidate, seed: int) -> tuple[Generator, float]
 
 def _generate(net: Generator, preset: Preset, kind: str, size: int, seed: int) -> np.ndarray:
     """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU."""
-    stride = math.prod(preset.gs)
-    lz = -(-size // stride) + 2
+    lz = generator_geometry(preset.gk, preset.gs, preset.gp).latent_for(size)
     z = torch.randn(1, preset.nz, lz, lz, lz, generator=torch.Generator().manual_seed(seed))
+    dev = next(net.parameters()).device
+    noise = None
+    if net.noise_weight is not None:  # the seed's field, as `microlib generate` draws it
+        noise = noise_field(seed, (0, 0, 0), [noise_grid(preset.gk, preset.gs, preset.gp, lz)] * 3)
+        noise = noise.to(dev)
     with torch.no_grad():
-        out = net(z.to(next(net.parameters()).device))[0].float().cpu()
+        out = net(z.to(dev), noise=noise)[0].float().cpu()
     out = out[:, :size, :size, :size]
     if kind == "nphase":
         return out.argmax(0).numpy().astype(np.uint8)
@@ -390,7 +403,9 @@ def run(args: argparse.Namespace) -> int:
         tiles = [_tile(entry.image, entry.kind, edge)]
         for c in candidates:
             net, secs = _train_one(entry, c, args.seed)
-            vol = _generate(net, c.preset, entry.kind, args.size, args.seed + 1)
+            vol = _generate(
+                net, c.preset.for_image_type(entry.kind), entry.kind, args.size, args.seed + 1
+            )
             rec = {"entry": entry.name, "kind": entry.kind, **compare(entry, vol), "train_s": secs}
             results[c.name].append(rec)
             print(_row(c.name, rec), flush=True)

@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         lz=preset.lz,
         l=preset.l,
         g_output_stage=preset.g_output_stage,
+        g_hidden_stage=preset.g_hidden_stage,
+        g_output_noise=preset.g_output_noise,
     )
     torch.manual_seed(0)
     net = params.build_generator().eval().requires_grad_(False).to(device)

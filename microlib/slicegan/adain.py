@@ -40,7 +40,14 @@ from microlib.slicegan.networks import (
 )
 from microlib.slicegan.params import ModelParams, load_model_params, load_weights
 from microlib.slicegan.presets import DEFAULT_CODE_DIM, DEFAULT_CODE_HIDDEN
-from microlib.slicegan.stages import check_output_stage, resize_conv
+from microlib.slicegan.stages import (
+    blur_valid,
+    check_hidden_stage,
+    check_output_stage,
+    hidden_blurs,
+    hidden_padding,
+    resize_conv,
+)
 
 CONDITIONAL_KIND = "adain"
 ADAIN_EPS = 1e-5  # the eps of F.instance_norm and of BatchNorm3d, so freezing is exact
@@ -89,7 +96,7 @@ class AdaINGenerator(nn.Module):
 
     Parameters
     ----------
-    gk, gs, gp, gf, final, check_rules, output_stage
+    gk, gs, gp, gf, final, check_rules, output_stage, hidden_stage
         As :class:`~microlib.slicegan.networks.Generator` (same ``convs.{i}`` names; the
         last layer is a transposed convolution or a resize-convolution without AdaIN).
     code_dim : int
@@ -109,10 +116,12 @@ class AdaINGenerator(nn.Module):
         code_hidden: int = DEFAULT_CODE_HIDDEN,
         check_rules: bool = True,
         output_stage: str = "transpose",
+        hidden_stage: str = "transpose",
     ):
         super().__init__()
         gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
         check_output_stage(output_stage, gk[-1], gs[-1], gp[-1])
+        check_hidden_stage(hidden_stage, gk, gs, gp)
         if final not in FINAL_ACTIVATIONS:
             raise MicrolibError(f"unknown output activation {final!r} (use softmax or tanh)")
         if int(code_dim) < 1 or int(code_hidden) < 1:
@@ -122,9 +131,13 @@ class AdaINGenerator(nn.Module):
                 check_transpose_conv_rules(k, s, p, layer=i)
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
         n = len(gk)
+        self.hidden_blur = hidden_blurs(hidden_stage)
+        pads = [hidden_padding(p, self.hidden_blur) for p in gp[:-1]] + [gp[-1]]
         self.convs = nn.ModuleList(
-            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
+            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], pads[i], bias=False)
+            for i in range(n)
         )
+        self.hidden_stage = hidden_stage
         self.output_stage = output_stage
         if output_stage != "transpose":
             # same module index as the plain generator, so generator_at_code copies it as is
@@ -161,8 +174,11 @@ class AdaINGenerator(nn.Module):
         """
         styles = self.mlp(alpha)
         x = z
+        blur = self.hidden_blur
         for conv, (scale, shift) in zip(self.convs[:-1], styles, strict=True):
             x = conv(x)
+            if blur:
+                x = blur_valid(x)
             if _stats is not None:
                 dims = tuple(range(2, x.ndim))
                 _stats.append(
@@ -264,6 +280,7 @@ def generator_at_code(
             final=net.final,
             check_rules=False,
             output_stage=net.output_stage,
+            hidden_stage=net.hidden_stage,
         )
     out = out.to_empty(device=dev)
     for src, dst in zip(net.convs, out.convs, strict=True):
@@ -291,6 +308,7 @@ def build_conditional_generator(params: ModelParams, check_rules: bool = True) -
         code_hidden=int(c.get("code_hidden", DEFAULT_CODE_HIDDEN)),
         check_rules=check_rules,
         output_stage=params.g_output_stage,
+        hidden_stage=params.g_hidden_stage,
     )
 
 

@@ -26,7 +26,12 @@ from torch import nn
 
 from microlib.errors import MicrolibError
 from microlib.slicegan.stages import (
+    blur_valid,
+    check_hidden_stage,
+    check_output_noise,
     check_output_stage,
+    hidden_blurs,
+    hidden_padding,
     holds_resize_stage,
     is_resize_stage,
     resize_conv,
@@ -205,6 +210,17 @@ class Generator(nn.Module):
         Last layer: a transposed convolution (SliceGAN), or a resize-convolution that
         makes the same ``2 n - 4`` voxels (:mod:`microlib.slicegan.stages`; the last
         ``gk/gs/gp`` entry must then be such a k4 s2 p3 equivalent).
+    hidden_stage : {'transpose', 'blur'}
+        Every layer but the last: a transposed convolution (SliceGAN), or one padded
+        ``p - 1`` followed by a ``[1, 2, 1]`` blur that trims the extra voxel per side,
+        so the layer entry ``(k, s, p)`` keeps its output size. The blur removes the
+        voxel-parity pattern a stride-2 transposed convolution can learn, which after the
+        later layers' upsampling shows as a lattice of period 4 and 8 voxels in 3D.
+    output_noise : bool
+        Add per-voxel noise, with a learned weight per channel, to the upsampled features
+        of a resize output stage: a source of fine stochastic detail at the output
+        resolution, which the smooth upsampling (and blurred hidden layers) cannot paint
+        from the coarse latent alone. The weights start at zero.
 
     Notes
     -----
@@ -222,10 +238,14 @@ class Generator(nn.Module):
         final: str = "softmax",
         check_rules: bool = True,
         output_stage: str = "transpose",
+        hidden_stage: str = "transpose",
+        output_noise: bool = False,
     ):
         super().__init__()
         gk, gs, gp, gf = _layer_lists("generator", gk, gs, gp, gf)
         check_output_stage(output_stage, gk[-1], gs[-1], gp[-1])
+        check_hidden_stage(hidden_stage, gk, gs, gp)
+        check_output_noise(output_noise, output_stage)
         n = len(gk)
         if final not in FINAL_ACTIVATIONS:
             raise MicrolibError(f"unknown output activation {final!r} (use softmax or tanh)")
@@ -234,13 +254,18 @@ class Generator(nn.Module):
                 check_transpose_conv_rules(k, s, p, layer=i)
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
         self.output_stage = output_stage
+        self.hidden_stage = hidden_stage
+        self.hidden_blur = hidden_blurs(hidden_stage)
+        pads = [hidden_padding(p, self.hidden_blur) for p in gp[:-1]] + [gp[-1]]
         self.convs = nn.ModuleList(
-            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], gp[i], bias=False) for i in range(n)
+            nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], pads[i], bias=False)
+            for i in range(n)
         )
         if is_resize_stage(output_stage):
             # same module index, so state-dict keys stay convs.{i} / bns.{i}
             self.convs[-1] = resize_conv(gf[-2], gf[-1])
         self.bns = nn.ModuleList(nn.BatchNorm3d(gf[i + 1]) for i in range(n - 1))
+        self.noise_weight = nn.Parameter(torch.zeros(gf[-2])) if output_noise else None
 
     @property
     def nz(self) -> int:
@@ -254,24 +279,38 @@ class Generator(nn.Module):
         """Output edge length for a latent of edge ``lz``."""
         return generator_output_size(lz, self.gk, self.gs, self.gp)
 
-    def forward(self, z: torch.Tensor, activate: bool = True) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, activate: bool = True, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Volumes from latents ``z``; ``noise`` is the output-noise field (drawn if None)."""
         x = z
+        blur = self.hidden_blur
         for conv, bn in zip(self.convs[:-1], self.bns, strict=True):
+            x = conv(x)
+            if blur:
+                x = blur_valid(x)
             # in place, as the original: BatchNorm's backward does not need its output
-            x = F.relu_(bn(conv(x)))
-        x = last_stage(x, self.convs[-1], self.output_stage, self.final)
+            x = F.relu_(bn(x))
+        x = last_stage(x, self.convs[-1], self.output_stage, self.final, self.noise_weight, noise)
         if not activate:
             return x
         return activate_output(x, self.final)
 
 
 def last_stage(
-    x: torch.Tensor, conv: nn.Module, output_stage: str, final: str = "softmax"
+    x: torch.Tensor,
+    conv: nn.Module,
+    output_stage: str,
+    final: str = "softmax",
+    noise_weight: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply the generator's last layer ``conv`` as a transposed or resize stage (whose
-    upsampling follows the output activation ``final``)."""
+    upsampling follows the output activation ``final``), with output noise when
+    ``noise_weight`` is given."""
     if is_resize_stage(output_stage):
-        return resize_forward(x, conv, upsample_mode(final, output_stage))
+        mode = upsample_mode(final, output_stage)
+        return resize_forward(x, conv, mode, noise_weight, noise)
     return conv(x)
 
 
@@ -316,12 +355,19 @@ class FusedGenerator(nn.Module):
     rounding; it saves one full-size activation per layer (memory) and one pass over it
     (time) when generating large volumes. Returns raw logits (no output activation). A
     resize output stage has no BatchNorm after it: its convolution is copied as it is.
+    A hidden blur's weights sum to one, so the folded BatchNorm moves through it unchanged.
     """
 
     def __init__(self, gen: Generator):
         super().__init__()
         self.final = gen.final
         self.output_stage = gen.output_stage
+        self.hidden_stage = getattr(gen, "hidden_stage", "transpose")
+        self.hidden_blur = bool(getattr(gen, "hidden_blur", False))
+        w = getattr(gen, "noise_weight", None)
+        self.noise_weight = (
+            nn.Parameter(w.detach().clone(), requires_grad=False) if w is not None else None
+        )
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(gen.convs):
@@ -351,11 +397,15 @@ class FusedGenerator(nn.Module):
                 self.convs.append(new)
         self.eval()
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         x = z
+        blur = self.hidden_blur
         for conv in self.convs[:-1]:
-            x = F.relu_(conv(x))
-        return last_stage(x, self.convs[-1], self.output_stage, self.final)
+            x = conv(x)
+            x = F.relu_(blur_valid(x) if blur else x)
+        return last_stage(
+            x, self.convs[-1], self.output_stage, self.final, self.noise_weight, noise
+        )
 
 
 # --------------------------------------------------------------------------- CUDA flags

@@ -9,7 +9,9 @@ restricted unpickler that only builds lists, tuples and ints. Weight files are r
 A generator with a resize-convolution output stage (:mod:`microlib.slicegan.stages`) keeps
 the original layer lists, so ``_params.data`` is still written for it, but only
 ``_params.json`` records the stage (``g_output_stage``, format version 2); its weights
-cannot be loaded from ``_params.data`` alone.
+cannot be loaded from ``_params.data`` alone. The same holds for blurred hidden layers
+(``g_hidden_stage``, format version 4): their weights have the transposed convolutions'
+shapes, but the padding and the blur are recorded in ``_params.json`` only.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ from microlib.slicegan.networks import (
     generator_geometry,
     generator_output_size,
 )
-from microlib.slicegan.stages import check_output_stage
+from microlib.slicegan.stages import check_hidden_stage, check_output_noise, check_output_stage
 
 PARAMS_JSON_FORMAT = "microlib-slicegan-params"
-# version 2 adds g_output_stage, version 3 its "resize_trilinear" value; each file is
+# version 2 adds g_output_stage, version 3 its "resize_trilinear" value, version 4
+# g_hidden_stage ("blur"), version 5 g_output_noise; each file is
 # written with the lowest version that describes it (transposed stage 1, resize 2), so
 # older readers keep reading what they can, and refuse (version check) what they would
 # misread
-PARAMS_JSON_VERSION = 3
+PARAMS_JSON_VERSION = 5
 _STAGE_VERSION = {"transpose": 1, "resize": 2, "resize_trilinear": 3}
+_HIDDEN_VERSION = {"transpose": 1, "blur": 4}
 IMAGE_TYPES = ("nphase", "grayscale", "colour")
 PARAMS_DATA_ORDER = ("dk", "ds", "df", "dp", "gk", "gs", "gf", "gp")
 _MAX_PARAMS_BYTES = 1 << 16  # the real files are ~140 bytes; refuse anything silly
@@ -190,11 +194,15 @@ class ModelParams:
     versions: dict[str, str] = field(default_factory=dict)
     finished: bool = False
     g_output_stage: str = "transpose"
+    g_hidden_stage: str = "transpose"
+    g_output_noise: bool = False
     # family (AdaIN-conditioned) generators: kind, code length, code range, members' codes
     conditional: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_output_stage(self.g_output_stage, self.gk[-1], self.gs[-1], self.gp[-1], self.name)
+        check_hidden_stage(self.g_hidden_stage, self.gk, self.gs, self.gp, self.name)
+        check_output_noise(self.g_output_noise, self.g_output_stage, self.name)
         if self.image_type not in IMAGE_TYPES:
             raise MicrolibError(
                 f"image type {self.image_type!r} is not one of {', '.join(IMAGE_TYPES)}",
@@ -294,7 +302,11 @@ class ModelParams:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": PARAMS_JSON_FORMAT,
-            "format_version": _STAGE_VERSION[self.g_output_stage],
+            "format_version": max(
+                _STAGE_VERSION[self.g_output_stage],
+                _HIDDEN_VERSION[self.g_hidden_stage],
+                5 if self.g_output_noise else 1,
+            ),
             "name": self.name,
             "image_type": self.image_type,
             "data_type": self.data_type,
@@ -306,6 +318,12 @@ class ModelParams:
             "voxel_size_um": self.voxel_size_um,
             "size_formula": self.output_size_formula(),
             "g_output_stage": self.g_output_stage,
+            **(
+                {"g_hidden_stage": self.g_hidden_stage}
+                if self.g_hidden_stage != "transpose"
+                else {}
+            ),
+            **({"g_output_noise": True} if self.g_output_noise else {}),
             "layers": {
                 "gk": self.gk,
                 "gs": self.gs,
@@ -360,6 +378,8 @@ class ModelParams:
                 versions=dict(d.get("versions") or {}),
                 finished=bool(d.get("finished")),
                 g_output_stage=str(d.get("g_output_stage", "transpose")),
+                g_hidden_stage=str(d.get("g_hidden_stage", "transpose")),
+                g_output_noise=bool(d.get("g_output_noise", False)),
                 conditional=dict(d["conditional"]) if d.get("conditional") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -376,6 +396,8 @@ class ModelParams:
             final=self.final,
             check_rules=check_rules,
             output_stage=self.g_output_stage,
+            hidden_stage=self.g_hidden_stage,
+            output_noise=self.g_output_noise,
         )
 
     def build_critic(self) -> Critic:

@@ -9,7 +9,9 @@ nets) and write non-overlapping output blocks.
 
 The resize output stage (:mod:`microlib.slicegan.stages`) keeps this: it has the same
 output size and no output voxel of it reads a border value, so a slab is exact with the same
-``halo``.
+``halo``. So do blurred hidden layers: each is a transposed convolution of kernel ``k + 2``
+padded ``p + 1`` (:func:`~microlib.slicegan.stages.check_hidden_stage`). Output noise is cut
+from one global field (:func:`noise_field`) at the tile's position, so it is exact too.
 
 Periodicity: an output block of ``stride`` voxels depends on ``halo + 1`` consecutive
 latent cells, so a latent that repeats with period ``P`` cells gives an output that
@@ -38,6 +40,7 @@ from microlib.slicegan.networks import (
     GeneratorGeometry,
     conv_transpose_size,
     generator_geometry,
+    generator_output_size,
 )
 from microlib.slicegan.params import ModelParams
 from microlib.slicegan.stages import is_resize_stage, resize_sizes
@@ -207,6 +210,70 @@ def make_latent(plan: GenerationPlan, nz: int, seed: int = 0) -> torch.Tensor:
     return z.contiguous()
 
 
+# --------------------------------------------------------------------------- output noise
+
+#: output noise is drawn in cubes of this edge, each from its own seed: a tile's cut of
+#: the field holds the same numbers as the whole volume's, wherever the tile starts
+NOISE_BLOCK = 16
+_NOISE_TAG = 0x6E6F697365  # keeps the noise streams apart from the latent's
+
+
+def noise_grid(gk: Sequence[int], gs: Sequence[int], gp: Sequence[int], m: int) -> int:
+    """Edge of the output-noise grid (the resize stage's upsampled features) for ``m``
+    latent cells: twice the hidden layers' output."""
+    return 2 * generator_output_size(m, gk[:-1], gs[:-1], gp[:-1])
+
+
+def noise_field(
+    seed: int,
+    start: Sequence[int],
+    shape: Sequence[int],
+    period: Sequence[int | None] = (None, None, None),
+) -> torch.Tensor:
+    """Standard normal noise on voxels ``[start, start + shape)`` of one unbounded grid.
+
+    The grid is a lattice of :data:`NOISE_BLOCK` cubes, each drawn from a seed made of
+    ``seed`` and its block index, so any cut of it is reproducible on its own (CPU draw:
+    the same on every device). A tile of latent cells starting at ``a`` reads the grid from
+    ``stride * a``, the global position of its upsampled features.
+
+    Parameters
+    ----------
+    seed : int
+    start, shape : (z, y, x) int
+        Non-negative start and size of the cut.
+    period : (z, y, x) int or None
+        Along a periodic axis, the grid repeats every ``period`` voxels (a multiple of
+        :data:`NOISE_BLOCK`).
+
+    Returns
+    -------
+    Tensor
+        ``(1, 1, *shape)`` float32 on the CPU.
+    """
+    b = NOISE_BLOCK
+    lo = [int(s) // b for s in start]
+    hi = [-(-(int(s) + int(n)) // b) for s, n in zip(start, shape, strict=True)]
+    for p in period:
+        if p is not None and (p < b or p % b):
+            raise MicrolibError(f"noise period {p} is not a multiple of {b}")
+    out = torch.empty([(h - low) * b for low, h in zip(lo, hi, strict=True)])
+    for iz in range(lo[0], hi[0]):
+        for iy in range(lo[1], hi[1]):
+            for ix in range(lo[2], hi[2]):
+                key = [
+                    i % (p // b) if p is not None else i
+                    for i, p in zip((iz, iy, ix), period, strict=True)
+                ]
+                state = np.random.SeedSequence([int(seed), _NOISE_TAG, *key]).generate_state(1)
+                g = torch.Generator().manual_seed(int(state[0]))
+                z0, y0, x0 = ((i - low) * b for i, low in zip((iz, iy, ix), lo, strict=True))
+                out[z0 : z0 + b, y0 : y0 + b, x0 : x0 + b] = torch.randn(b, b, b, generator=g)
+    o = [int(s) - low * b for s, low in zip(start, lo, strict=True)]
+    cut = out[o[0] : o[0] + shape[0], o[1] : o[1] + shape[1], o[2] : o[2] + shape[2]]
+    return cut[None, None].contiguous()
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -214,6 +281,7 @@ def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> 
     """The largest (input + output) float32 activation pair of a forward pass, in bytes."""
     convs = list(net.convs)
     resize = is_resize_stage(getattr(net, "output_stage", "transpose"))
+    blur = bool(getattr(net, "hidden_blur", False))
     sizes = [list(latent)]
     chans = [convs[0].in_channels]
     for i, conv in enumerate(convs):
@@ -226,6 +294,10 @@ def activation_bytes(net: Generator | FusedGenerator, latent: Sequence[int]) -> 
         k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
         sizes.append([conv_transpose_size(n, k, s, p) for n in sizes[-1]])
         chans.append(conv.out_channels)
+        if blur and i < len(convs) - 1:
+            # the blur's output is a second activation of the layer's channels
+            sizes.append([n - 2 for n in sizes[-1]])
+            chans.append(conv.out_channels)
     elems = [c * math.prod(sz) for c, sz in zip(chans, sizes, strict=True)]
     peak = max(elems[i] + elems[i + 1] for i in range(len(elems) - 1))
     return int(peak * _BYTES_PER_FLOAT)

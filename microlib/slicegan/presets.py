@@ -46,6 +46,23 @@
     px features barely fit a 32 px crop (1.20 -> 1.50; seed 1: 1.36 -> 1.50), and the means
     moved within seed noise (784 at seed 0 / seed 1: 1.4 / 4.5 points without, 11.1 / 2.0
     with).
+    Grey and colour images train with blurred hidden layers (``grey``: ``g_hidden_stage``
+    ``"blur"``, hence every layer padded 3 and 36 px slices from a 6^3 latent): with SliceGAN's hidden transposed convolutions, the demo's grey
+    and colour cubes carried a lattice of period 4 and 8 voxels (lattice score 9.0 and 9.2
+    times their images'). Blurred hidden layers remove it: on the colour entry (600
+    iterations, 128^3, seed 0) the cube's score fell from 6.44 to 1.01 against the image's
+    1.15, and the slices lost their blocky grid. On n-phase micrographs the same blur
+    was worse (``bench fidelity``, 128^3, seed 0, against the unblurred net): per-axis
+    surface-area ratio 1.39 -> 4.22 on 760 (1.3 px features), 1.19 -> 2.24 on 084, 1.33
+    -> 1.62 on 630, surface area 2.7 % -> 38 % off on 760; the unblurred net's lattice
+    scores there were 2.3-11 times the images'. Adding output noise
+    (``g_output_noise``) brought 760 back to 1.54 and kept every lattice ratio at 0.9-1.0
+    over 10 two-phase micrographs, but its speckle put the surface area 189 % and 120 %
+    off on the two with 6-9 px features (mean over the 10: 44 %). Giving n-phase
+    generators the 36 px geometry (unblurred, every layer padded 3) hurt the demo's own
+    two-phase entries in a first run (monitored vf error 4 and 14 points on 003 and 005). So n-phase generators
+    keep SliceGAN's transposed convolutions and 32 px slices (a lattice the argmax mostly
+    hides), grey and colour ones are blurred, and the output noise is an option, off.
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib
@@ -145,6 +162,17 @@ class Preset:
     g_output_stage : {'transpose', 'resize', 'resize_trilinear'}
         Generator's last layer: SliceGAN's transposed convolution or a resize-convolution
         with the same output size (module docstring).
+    g_hidden_stage : {'transpose', 'blur'}
+        Generator's other layers: SliceGAN's transposed convolutions, or each followed by
+        a ``[1, 2, 1]`` blur that removes the voxel-parity pattern (its padding is one
+        less, so every hidden entry needs ``p >= k - s + 1``).
+    g_output_noise : bool
+        Per-voxel noise with learned channel weights on the resize stage's upsampled
+        features: fine stochastic detail the smooth upsampling cannot make (single-entry
+        generators only).
+    grey : dict
+        Fields that replace this preset's for grey and colour images
+        (:meth:`for_image_type`): a generator whose layer geometry differs by image type.
     augment : {'none', 'd4'}
         Symmetries applied to each real training crop. ``d4``: one of the square's eight
         (rotations by 90 degrees and mirror images), drawn per crop, in isotropic training
@@ -184,8 +212,18 @@ class Preset:
     stop_patience: int = 0
     stop_min_iterations: int | None = None
     g_output_stage: str = "transpose"
+    g_hidden_stage: str = "transpose"
+    g_output_noise: bool = False
     augment: str = "none"
+    grey: dict = field(default_factory=dict)
     notes: str = field(default="", compare=False)
+
+    def for_image_type(self, image_type: str) -> Preset:
+        """This preset for ``image_type``: with :attr:`grey` applied for grayscale and
+        colour images (and then emptied, so applying it again changes nothing)."""
+        if image_type == "nphase" or not self.grey:
+            return self
+        return self.replace(**dict(self.grey), grey={})
 
     def gf(self, nc: int) -> list[int]:
         """Generator channel list ``[nz, *g_hidden, nc]``."""
@@ -313,6 +351,7 @@ PRESETS: dict[str, Preset] = {
         iterations=600,
         ema_decay=0.99,
         g_output_stage="resize_trilinear",
+        grey={"g_hidden_stage": "blur", "gp": (3, 3, 3, 3), "lz": 6, "l": 36},
         notes="offline demo on one core",
     ),
 }

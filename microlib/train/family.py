@@ -91,12 +91,14 @@ class FamilyTrainer:
             raise MicrolibError("family members differ in image type or number of phases")
         if any(m.anisotropic or m.is_volume or len(m.sources) != 1 for m in members):
             raise MicrolibError("family members must be single isotropic 2D images")
-        p = preset
+        p = preset.for_image_type(members[0].image_type)
         if generator_output_size(p.lz, p.gk, p.gs, p.gp) != p.l:
             raise MicrolibError(f"preset {p.name}: generator output does not match l={p.l}")
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
         check_augment(p)
+        # output noise is a single-entry generator's: a family run trains without it
+        preset = p = p.replace(g_output_noise=False)
         self.members, self.preset, self.seed = members, preset, int(seed)
         self.codes = [float(c) for c in codes]
         self.code_dim, self.code_hidden = int(code_dim), int(code_hidden)
@@ -118,6 +120,7 @@ class FamilyTrainer:
                 self.code_dim,
                 self.code_hidden,
                 output_stage=p.g_output_stage,
+                hidden_stage=p.g_hidden_stage,
             )
             self.D = conditional_critic(p.dk, p.ds, p.dp, p.df(self.nc))
         self.G.to(self.device)

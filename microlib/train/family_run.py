@@ -218,6 +218,7 @@ def family_params(
         lz=preset.lz,
         l=preset.l,
         g_output_stage=preset.g_output_stage,
+        g_hidden_stage=preset.g_hidden_stage,
         data_type=dt,
         phase_grey_values=(meta0.get("phase_grey_values") if image_type == "nphase" else None)
         or trainer.members[0].grey_levels,

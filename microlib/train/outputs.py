@@ -142,6 +142,8 @@ def write_model_files(
         versions=versions(),
         finished=True,
         g_output_stage=preset.g_output_stage,
+        g_hidden_stage=preset.g_hidden_stage,
+        g_output_noise=preset.g_output_noise,
     )
     # written for the layer lists even for a resize stage; only params.json records that
     write_params_data(out / f"{name}_params.data", params.original_layers())

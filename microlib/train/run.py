@@ -146,6 +146,7 @@ def train_run(cfg: TrainConfig) -> int:
         image_type = infer_image_type(arrays[0], metas[0], is_volume=vols[0], entry=name)
     else:
         image_type = cfg.image_type
+    preset = preset.for_image_type(image_type)
     tset = make_training_set(
         arrays,
         image_type,

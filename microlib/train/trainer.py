@@ -27,6 +27,7 @@ from microlib.slicegan.networks import (
     cuda_backend_flags,
     generator_output_size,
 )
+from microlib.slicegan.plan import noise_grid
 from microlib.slicegan.presets import Preset, check_augment
 from microlib.train.data import TrainingSet
 from microlib.train.optim import (
@@ -136,6 +137,7 @@ class SliceGANTrainer:
         opts: Optimisations | None = None,
         d_update: str = "per_axis",
     ):
+        preset = preset.for_image_type(tset.image_type)
         self.tset, self.preset, self.seed = tset, preset, int(seed)
         self.device = torch.device(device)
         self.opts = opts or Optimisations()
@@ -161,7 +163,16 @@ class SliceGANTrainer:
         # init on the CPU from the seed: the same seed gives the same start on any device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.G = Generator(p.gk, p.gs, p.gp, p.gf(nc), final, output_stage=p.g_output_stage)
+            self.G = Generator(
+                p.gk,
+                p.gs,
+                p.gp,
+                p.gf(nc),
+                final,
+                output_stage=p.g_output_stage,
+                hidden_stage=p.g_hidden_stage,
+                output_noise=p.g_output_noise,
+            )
             self.Ds = [Critic(p.dk, p.ds, p.dp, p.df(nc)) for _ in range(n_critics)]
         self.G.to(self.device)
         for d in self.Ds:
@@ -274,6 +285,17 @@ class SliceGANTrainer:
             z = z.contiguous(memory_format=torch.channels_last_3d)
         return z
 
+    def fake(self, batch: int) -> torch.Tensor:
+        """``batch`` generated volumes; latents and output noise from the run's own RNG, so
+        a resumed run draws what the uninterrupted one would."""
+        z = self.noise(batch)
+        if self.G.noise_weight is None:
+            return self.g_forward(z)
+        p = self.preset
+        up = noise_grid(p.gk, p.gs, p.gp, p.lz)
+        n = torch.randn(batch, 1, up, up, up, device=self.device, generator=self.rng)
+        return self.g_forward(z, noise=n)
+
     def _autocast(self):
         if self.eff["autocast_bf16"]:
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -369,7 +391,7 @@ class SliceGANTrainer:
     def _critic_iteration(self) -> None:
         p = self.preset
         with torch.no_grad(), self._autocast():
-            fake = self.g_forward(self.noise(p.d_batch_size)).float()
+            fake = self.fake(p.d_batch_size).float()
         axes = range(3)
         if self.d_update == "per_axis" or self.tset.anisotropic:
             for a in axes:
@@ -395,7 +417,7 @@ class SliceGANTrainer:
         try:
             self.opt_g.zero_grad(set_to_none=True)
             with self._autocast():
-                fake = self.g_forward(self.noise(p.g_batch_size))
+                fake = self.fake(p.g_batch_size)
                 loss = 0.0
                 for a in range(3):
                     D = self.Ds[a if self.tset.anisotropic else 0]
