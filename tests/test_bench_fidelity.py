@@ -40,7 +40,7 @@ def test_bench_fidelity_prints_per_entry_rows_means_and_writes_a_montage(tmp_pat
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "transpose/transpose stages, no EMA" in text, text
-    assert "blur/resize_trilinear + noise stages, EMA 0.99" in text, text
+    assert "transpose/resize_trilinear stages, EMA 0.99" in text, text
     for cand in ("baseline", "demo", "preset"):
         assert len(re.findall(rf"^\s+{cand}\s+[\d.]+", text, re.M)) == 3, text  # 2 rows + mean
     assert "means over 2 entries" in text and "MicroLib reported" in text, text

@@ -275,7 +275,9 @@ def test_grey_and_colour_training_steps(kind):
     tr = SliceGANTrainer(ts, SMALL, seed=0)
     tr.step()
     real = tr.sample_real(0, 3)
-    assert real.shape == (3, ts.nc, L, L) and float(real.max()) <= 1.0
+    lg = SMALL.for_image_type(kind).l  # grey and colour train the blurred 36 px net
+    assert real.shape == (3, ts.nc, lg, lg) and float(real.max()) <= 1.0
+    assert tr.G.hidden_blur
     assert tr.G.final == "tanh"
 
 
@@ -756,7 +758,7 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     assert (hp["lr_g"], hp["lr_d"], hp["monitor_every"]) == (3e-4, 6e-4, 1)
     assert Preset.from_dict(hp) == SMALL.replace(
         iterations=2, ema_decay=0.5, lr_schedule="cosine", lr_min_frac=0.2, lr_g=3e-4, lr_d=6e-4
-    ).replace(monitor_every=1)
+    ).replace(monitor_every=1).for_image_type("grayscale")
     assert pj["training"]["saved_generator"] == "ema"
     rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
     assert [r[0] for r in rows] == ["1", "2"]
@@ -946,7 +948,7 @@ def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tm
 def test_output_noise_trains_from_zero_and_resumes_exactly():
     """Output noise is drawn from the run's own RNG: a resumed run is the uninterrupted one."""
     ts = make_training_set([blobs((48, 48))], "nphase", L)
-    p = SMALL.replace(g_hidden_stage="blur", g_output_noise=True, iterations=4)
+    p = SMALL.replace(g_output_noise=True, iterations=4)
     ref = SliceGANTrainer(ts, p, seed=2)
     assert float(ref.G.noise_weight.abs().sum()) == 0
     for _ in range(4):
@@ -960,3 +962,11 @@ def test_output_noise_trains_from_zero_and_resumes_exactly():
     b.step()
     b.step()
     assert state_equal(ref.state_dict(), b.state_dict())
+
+
+def test_preset_with_grey_fields_round_trips_through_its_dict():
+    demo = get_preset("demo")
+    assert demo.grey and Preset.from_dict(demo.to_dict()) == demo
+    assert Preset.from_dict(demo.to_dict()).for_image_type("colour") == demo.for_image_type(
+        "colour"
+    )

@@ -238,6 +238,7 @@ class Preset:
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
+        d["grey"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["grey"].items()}
         d.pop("notes", None)
         return d
 
@@ -256,6 +257,8 @@ class Preset:
     def from_dict(cls, d: dict) -> Preset:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        if "grey" in kw:
+            kw["grey"] = {k: tuple(v) if isinstance(v, list) else v for k, v in kw["grey"].items()}
         return cls(**kw)
 
 
