@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import re
 
@@ -9,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from microlib import io as mio
+from microlib.benchmarks.fidelity import build_candidates
 from microlib.cli import main
 
 _FIELDS = ["name", "entry", "category", "corr_len_x_px", "corr_len_y_px", "notes"]
@@ -64,3 +66,23 @@ def test_bench_fidelity_named_entries_only(tmp_path, capsys):
 def test_bench_fidelity_without_realdata_says_so(tmp_path, capsys):
     assert main(["bench", "fidelity", "--realdata", str(tmp_path / "none")]) == 0
     assert "no real data" in capsys.readouterr().out
+
+
+def test_baseline_keeps_the_first_demo_net_for_every_image_type():
+    args = argparse.Namespace(
+        baseline_iterations=300,
+        demo_iterations=None,
+        preset=None,
+        iterations=None,
+        candidates="baseline,demo",
+    )
+    base, demo = (c.preset for c in build_candidates(args))
+    for kind in ("nphase", "grayscale", "colour"):
+        b = base.for_image_type(kind)
+        assert (b.g_hidden_stage, b.gp, b.l, b.g_output_stage) == (
+            "transpose",
+            (2, 2, 2, 3),
+            32,
+            "transpose",
+        )
+    assert demo.for_image_type("grayscale").g_hidden_stage == "blur"

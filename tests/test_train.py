@@ -661,20 +661,28 @@ def test_ema_is_the_weight_average_and_is_saved():
     assert state_equal(again, tr.generator_for_eval().state_dict())
 
 
-def test_resume_with_ema_and_schedule_in_process_is_exact():
-    ts = make_training_set([blobs((64, 64))], "nphase", L)
-    p = SMALL.replace(ema_decay=0.9, lr_schedule="linear", lr_min_frac=0.1, iterations=4)
-    ref = SliceGANTrainer(ts, p, seed=4)
+def _four_steps_and_resumed(ts, p, seed, between=lambda tr: None):
+    """Trainers after four steps uninterrupted, and after two, a resume and two more
+    (``between`` runs on the first run after its first step)."""
+    ref = SliceGANTrainer(ts, p, seed=seed)
     for _ in range(4):
         ref.step()
-    a = SliceGANTrainer(ts, p, seed=4)
+    a = SliceGANTrainer(ts, p, seed=seed)
     a.step()
-    a.generator_for_eval()  # a quality check between steps must not change anything
+    between(a)
     a.step()
-    b = SliceGANTrainer(ts, p, seed=4)
+    b = SliceGANTrainer(ts, p, seed=seed)
     b.load_state_dict(a.state_dict())
     b.step()
     b.step()
+    return ref, b
+
+
+def test_resume_with_ema_and_schedule_in_process_is_exact():
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
+    p = SMALL.replace(ema_decay=0.9, lr_schedule="linear", lr_min_frac=0.1, iterations=4)
+    # a quality check between steps must not change anything
+    ref, b = _four_steps_and_resumed(ts, p, 4, between=lambda tr: tr.generator_for_eval())
     assert state_equal(ref.state_dict(), b.state_dict())
     with pytest.raises(MicrolibError, match="different settings.*preset.ema_decay"):
         SliceGANTrainer(ts, p.replace(ema_decay=0.5), seed=4).load_state_dict(ref.state_dict())
@@ -949,18 +957,9 @@ def test_output_noise_trains_from_zero_and_resumes_exactly():
     """Output noise is drawn from the run's own RNG: a resumed run is the uninterrupted one."""
     ts = make_training_set([blobs((48, 48))], "nphase", L)
     p = SMALL.replace(g_output_noise=True, iterations=4)
-    ref = SliceGANTrainer(ts, p, seed=2)
-    assert float(ref.G.noise_weight.abs().sum()) == 0
-    for _ in range(4):
-        ref.step()
+    assert float(SliceGANTrainer(ts, p, seed=2).G.noise_weight.abs().sum()) == 0
+    ref, b = _four_steps_and_resumed(ts, p, 2)
     assert float(ref.G.noise_weight.abs().sum()) > 0
-    a = SliceGANTrainer(ts, p, seed=2)
-    a.step()
-    a.step()
-    b = SliceGANTrainer(ts, p, seed=2)
-    b.load_state_dict(a.state_dict())
-    b.step()
-    b.step()
     assert state_equal(ref.state_dict(), b.state_dict())
 
 

@@ -63,6 +63,7 @@ BASELINE = {
     "gp": (2, 2, 2, 3),
     "lz": 4,
     "l": 32,
+    "grey": {},  # grey and colour entries too: no blurred variant
     "ema_decay": 0.0,
     "lr_schedule": "constant",
     "iterations": 300,
@@ -228,9 +229,8 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
 # --------------------------------------------------------------------------- train + generate
 
 
-def _train_one(entry: Entry, c: Candidate, seed: int) -> tuple[Generator, float]:
-    """Train ``c`` on ``entry``: (generator to evaluate, training wall seconds)."""
-    preset = c.preset.for_image_type(entry.kind)
+def _train_one(entry: Entry, preset: Preset, seed: int) -> tuple[Generator, float]:
+    """Train ``preset`` on ``entry``: (generator to evaluate, training wall seconds)."""
     tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
     t0 = time.perf_counter()
     tr = SliceGANTrainer(tset, preset, seed=seed)
@@ -402,10 +402,9 @@ def run(args: argparse.Namespace) -> int:
         print(_HEADER, flush=True)
         tiles = [_tile(entry.image, entry.kind, edge)]
         for c in candidates:
-            net, secs = _train_one(entry, c, args.seed)
-            vol = _generate(
-                net, c.preset.for_image_type(entry.kind), entry.kind, args.size, args.seed + 1
-            )
+            preset = c.preset.for_image_type(entry.kind)
+            net, secs = _train_one(entry, preset, args.seed)
+            vol = _generate(net, preset, entry.kind, args.size, args.seed + 1)
             rec = {"entry": entry.name, "kind": entry.kind, **compare(entry, vol), "train_s": secs}
             results[c.name].append(rec)
             print(_row(c.name, rec), flush=True)

@@ -44,7 +44,6 @@ from microlib.slicegan.stages import (
     blur_valid,
     check_hidden_stage,
     check_output_stage,
-    hidden_blurs,
     hidden_padding,
     resize_conv,
 )
@@ -131,7 +130,7 @@ class AdaINGenerator(nn.Module):
                 check_transpose_conv_rules(k, s, p, layer=i)
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
         n = len(gk)
-        self.hidden_blur = hidden_blurs(hidden_stage)
+        self.hidden_blur = hidden_stage == "blur"
         pads = [hidden_padding(p, self.hidden_blur) for p in gp[:-1]] + [gp[-1]]
         self.convs = nn.ModuleList(
             nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], pads[i], bias=False)

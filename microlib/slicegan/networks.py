@@ -30,7 +30,6 @@ from microlib.slicegan.stages import (
     check_hidden_stage,
     check_output_noise,
     check_output_stage,
-    hidden_blurs,
     hidden_padding,
     holds_resize_stage,
     is_resize_stage,
@@ -255,7 +254,7 @@ class Generator(nn.Module):
         self.gk, self.gs, self.gp, self.gf, self.final = gk, gs, gp, gf, final
         self.output_stage = output_stage
         self.hidden_stage = hidden_stage
-        self.hidden_blur = hidden_blurs(hidden_stage)
+        self.hidden_blur = hidden_stage == "blur"
         pads = [hidden_padding(p, self.hidden_blur) for p in gp[:-1]] + [gp[-1]]
         self.convs = nn.ModuleList(
             nn.ConvTranspose3d(gf[i], gf[i + 1], gk[i], gs[i], pads[i], bias=False)

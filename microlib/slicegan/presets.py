@@ -47,9 +47,9 @@
     moved within seed noise (784 at seed 0 / seed 1: 1.4 / 4.5 points without, 11.1 / 2.0
     with).
     Grey and colour images train with blurred hidden layers (``grey``: ``g_hidden_stage``
-    ``"blur"``, hence every layer padded 3 and 36 px slices from a 6^3 latent): with SliceGAN's hidden transposed convolutions, the demo's grey
-    and colour cubes carried a lattice of period 4 and 8 voxels (lattice score 9.0 and 9.2
-    times their images'). Blurred hidden layers remove it: on the colour entry (600
+    ``"blur"``, hence every layer padded 3 and 36 px slices from a 6^3 latent): with
+    SliceGAN's hidden transposed convolutions, the demo's grey and colour cubes carried a
+    lattice of period 4 and 8 voxels (lattice score 9.0 and 9.2 times their images'). Blurred hidden layers remove it: on the colour entry (600
     iterations, 128^3, seed 0) the cube's score fell from 6.44 to 1.01 against the image's
     1.15, and the slices lost their blocky grid. On n-phase micrographs the same blur
     was worse (``bench fidelity``, 128^3, seed 0, against the unblurred net): per-axis
@@ -60,9 +60,10 @@
     over 10 two-phase micrographs, but its speckle put the surface area 189 % and 120 %
     off on the two with 6-9 px features (mean over the 10: 44 %). Giving n-phase
     generators the 36 px geometry (unblurred, every layer padded 3) hurt the demo's own
-    two-phase entries in a first run (monitored vf error 4 and 14 points on 003 and 005). So n-phase generators
-    keep SliceGAN's transposed convolutions and 32 px slices (a lattice the argmax mostly
-    hides), grey and colour ones are blurred, and the output noise is an option, off.
+    two-phase entries in a first run (monitored vf error 4 and 14 points on 003 and 005).
+    So n-phase generators keep SliceGAN's transposed convolutions and 32 px slices (a
+    lattice the argmax mostly hides), grey and colour ones are blurred, and the output
+    noise is an option, off.
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib

@@ -133,11 +133,6 @@ def check_output_noise(output_noise: bool, output_stage: str, entry: str | None 
         )
 
 
-def hidden_blurs(stage: str) -> bool:
-    """Whether a hidden stage blurs its layers."""
-    return stage == "blur"
-
-
 def hidden_padding(p: int, blurred: bool) -> int:
     """Padding of a hidden transposed convolution whose layer entry pads ``p``: one less
     when blurred, the blur then trimming that voxel per side (same output size)."""
@@ -147,9 +142,9 @@ def hidden_padding(p: int, blurred: bool) -> int:
 def blur_valid(x: torch.Tensor) -> torch.Tensor:
     """Separable ``[1, 2, 1] / 4`` blur along the three spatial axes, valid: ``n -> n - 2``.
 
-    The binomial kernel's response at the Nyquist
-    frequency is zero: a pattern that alternates voxel by voxel, the parity pattern a
-    stride-2 transposed convolution can paint, is removed exactly, at any channel count.
+    The binomial kernel's response at the Nyquist frequency is zero: a pattern that
+    alternates voxel by voxel, the parity pattern a stride-2 transposed convolution can
+    paint, is removed exactly, at any channel count.
     Its weights sum to one, so it commutes with a per-channel affine map (BatchNorm folds
     through it).
     """
