@@ -3,6 +3,7 @@ pickles refused), our ``_params.json`` and safe weight loading."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -36,8 +37,12 @@ ML_TWOPHASE = [
 ]
 
 
-# the demo preset's fields for grey and colour images
-GREY_DEMO = {k: (list(v) if isinstance(v, tuple) else v) for k, v in PRESETS["demo"].grey.items()}
+# the demo preset's generator fields for grey and colour images (the rest are training's)
+GREY_DEMO = {
+    k: (list(v) if isinstance(v, tuple) else v)
+    for k, v in PRESETS["demo"].grey.items()
+    if k in {f.name for f in dataclasses.fields(ModelParams)}
+}
 
 
 def _params(name="microstructure237", image_type="nphase", nc=3, preset="tiny", **kw):

@@ -1,8 +1,9 @@
 """The cluster profile against a real one-node SLURM on 127.0.0.1 (`make test-slurm`, CI).
 
 Brings the cluster up with tests/slurm/start.sh (Debian slurm-wlm + munge, as root),
-runs the demo workflow through `snakemake --cores 8 --profile slurm`, compares it with
-a local run, reruns one entry by name, and preempts a training job with SIGTERM.
+runs the demo workflow (a short training budget) through `snakemake --cores 8 --profile
+slurm`, compares it with a local run, reruns one entry by name, and preempts a training job
+with SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,7 +23,22 @@ from workflow_helpers import ROOT, env, finished_jobs, snakemake, workflow_copy
 
 pytestmark = pytest.mark.slurm
 
-PROFILE_RUN = ("--cores", "8", "--profile", "slurm", "--configfile", "config/demo.yaml")
+# the demo with a short training budget: these tests check the cluster profile (every job
+# through sbatch, the same outputs as a local run, reruns, preemption), not fidelity, and
+# the full budget twice over took most of CI's time
+PROFILE_RUN = ("--cores", "8", "--profile", "slurm", "--configfile", "config/cluster.yaml")
+CLUSTER_ITERATIONS = 100
+
+
+def cluster_copy(dest: Path) -> Path:
+    """A workflow copy whose ``config/cluster.yaml`` is the demo at CLUSTER_ITERATIONS."""
+    wf = workflow_copy(dest)
+    cfg = yaml.safe_load((wf / "config/demo.yaml").read_text())
+    cfg["train"].update(iterations=CLUSTER_ITERATIONS, checkpoint_every=50)
+    for fam in cfg.get("families", {}).values():
+        fam["iterations"] = CLUSTER_ITERATIONS
+    (wf / "config/cluster.yaml").write_text(yaml.safe_dump(cfg))
+    return wf
 
 
 def _sh(*cmd: str) -> str:
@@ -81,14 +97,14 @@ def submitted(log: str) -> dict[int, int]:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    wf = workflow_copy(tmp_path_factory.mktemp("local"))
-    snakemake(wf, "--cores", "2", "--configfile", "config/demo.yaml", timeout=3600)
+    wf = cluster_copy(tmp_path_factory.mktemp("local"))
+    snakemake(wf, "--cores", "2", "--configfile", "config/cluster.yaml", timeout=3600)
     return wf
 
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
-    wf = workflow_copy(tmp_path_factory.mktemp("viaslurm"))
+    wf = cluster_copy(tmp_path_factory.mktemp("viaslurm"))
     before = set(scheduler_jobs())
     proc = snakemake(wf, *PROFILE_RUN, timeout=3600)
     log = proc.stdout + proc.stderr

@@ -60,6 +60,7 @@ BASELINE = {
     "g_output_stage": "transpose",
     "g_hidden_stage": "transpose",
     "g_output_noise": False,
+    "histogram_weight": 0.0,
     "gp": (2, 2, 2, 3),
     "lz": 4,
     "l": 32,
@@ -221,7 +222,10 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
         ema = f"EMA {p.ema_decay:g}" if p.ema_decay else "no EMA"
         lr = p.lr_schedule + (f" to {p.lr_min_frac:g}" if p.lr_schedule != "constant" else "")
         stages = f"{p.g_hidden_stage}/{p.g_output_stage}" + (" + noise" if p.g_output_noise else "")
-        label = f"{n} ({p.name}, {p.iterations} it, {stages} stages, {ema}, {lr} lr)"
+        extra = f", histogram {p.histogram_weight:g}" if p.histogram_weight else ""
+        if p.grey:
+            extra += "; grey/colour: " + ", ".join(f"{k} {v}" for k, v in p.grey.items())
+        label = f"{n} ({p.name}, {p.iterations} it, {stages} stages, {ema}, {lr} lr{extra})"
         out.append(Candidate(n, p, label))
     return out
 

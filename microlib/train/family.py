@@ -97,8 +97,9 @@ class FamilyTrainer:
         if critic_output_size(p.l, p.dk, p.ds, p.dp) < 1:
             raise MicrolibError(f"preset {p.name}: critic collapses a {p.l} px slice")
         check_augment(p)
-        # output noise is a single-entry generator's: a family run trains without it
-        preset = p = p.replace(g_output_noise=False)
+        # output noise and the histogram term are a single-entry generator's: a family run
+        # trains without them
+        preset = p = p.replace(g_output_noise=False, histogram_weight=0.0)
         self.members, self.preset, self.seed = members, preset, int(seed)
         self.codes = [float(c) for c in codes]
         self.code_dim, self.code_hidden = int(code_dim), int(code_hidden)

@@ -30,6 +30,7 @@ from microlib.slicegan.networks import (
 from microlib.slicegan.plan import noise_grid
 from microlib.slicegan.presets import Preset, check_augment
 from microlib.train.data import TrainingSet
+from microlib.train.histogram import quantile_loss, quantile_targets
 from microlib.train.optim import (
     GeneratorEMA,
     Optimisations,
@@ -200,6 +201,10 @@ class SliceGANTrainer:
         self._hosts = list(tset.sources)
         self._arange_l = torch.arange(p.l, device=self.device)
         self._phase_ids = torch.arange(nc, device=self.device, dtype=torch.uint8)
+        self._hist_targets = None
+        if p.histogram_weight:
+            whole = [self._encode(r if tset.is_volume else r.unsqueeze(0)) for r in self._reals]
+            self._hist_targets = quantile_targets(whole, p.g_batch_size * p.l**3)
         self.iteration = 0
         self._acc = torch.zeros(4, device=self.device)
         self._acc_n = torch.zeros(2, device=self.device)  # critic steps, generator steps
@@ -422,6 +427,9 @@ class SliceGANTrainer:
                 for a in range(3):
                     D = self.Ds[a if self.tset.anisotropic else 0]
                     loss = loss - D(self._critic_input(slices_along(fake, a))).float().mean()
+                if self._hist_targets is not None:
+                    hist = quantile_loss(fake, self._hist_targets)
+                    loss = loss + self.preset.histogram_weight * hist
             loss.backward()
             self.opt_g.step()
             if self.ema is not None:
@@ -494,6 +502,8 @@ class SliceGANTrainer:
         if state.get("format") != TRAIN_STATE_FORMAT:
             raise MicrolibError(f"not a microlib training state (format {state.get('format')!r})")
         mine, theirs = self.config(), json.loads(state["config"])
+        # a state saved before a preset field existed ran with that field's default
+        theirs["preset"] = run_defining_preset(Preset.from_dict(theirs["preset"]))
         if mine != theirs:
             diff = sorted(diff_keys(mine, theirs))
             raise MicrolibError(
