@@ -12,9 +12,22 @@ import torch
 from microlib.errors import MicrolibError
 from microlib.slicegan.presets import get_preset
 from microlib.train import SliceGANTrainer, make_training_set
-from microlib.train.histogram import quantile_loss, quantile_targets
+from microlib.train.histogram import pixel_rows, quantile_loss, quantile_targets
 
-SMALL = get_preset("demo").replace(batch_size=4, d_batch_size=1, g_batch_size=2)
+DEMO = get_preset("demo")
+# the demo's networks with small batches, the term off for every image type
+SMALL = DEMO.replace(
+    batch_size=4,
+    d_batch_size=1,
+    g_batch_size=2,
+    grey={k: v for k, v in DEMO.grey.items() if k != "histogram_weight"},
+)
+
+
+def test_the_demo_preset_weights_the_term_for_grey_and_colour_only():
+    assert DEMO.for_image_type("nphase").histogram_weight == 0
+    assert DEMO.for_image_type("grayscale").histogram_weight > 0
+    assert DEMO.for_image_type("colour").histogram_weight > 0
 
 
 def one_hot(labels: torch.Tensor, nc: int) -> torch.Tensor:
@@ -70,14 +83,16 @@ def test_descending_the_loss_moves_a_softmax_volume_to_the_image_fraction():
     assert quantile_loss(torch.softmax(logits, 1), t).item() < 0.05
 
 
-def test_large_references_are_subsampled_within_the_quantile_limit(monkeypatch):
-    import microlib.train.histogram as h
-
-    monkeypatch.setattr(h, "MAX_REFERENCE_VALUES", 1000)
-    ref = torch.linspace(0, 1, 5000).view(1, 1, 50, 100)
-    t = quantile_targets([ref], 11, torch.Generator().manual_seed(0))
-    assert t.shape == (1, 11)
-    assert torch.allclose(t[0], (torch.arange(11) + 0.5) / 11, atol=0.05)
+def test_pixel_rows_subsample_large_images_with_a_fixed_seed():
+    ramp = torch.arange(5000, dtype=torch.float32).view(50, 100)
+    rows = pixel_rows(ramp, colour=False, limit=1000)
+    assert rows.shape == (1, 1, 1000)
+    assert torch.equal(rows, pixel_rows(ramp, colour=False, limit=1000))  # same draw
+    assert len(torch.unique(rows)) == 1000  # without replacement
+    t = quantile_targets([rows.unsqueeze(1)], 11)
+    assert torch.allclose(t[0] / 5000, (torch.arange(11) + 0.5) / 11, atol=0.05)
+    rgb = torch.arange(60, dtype=torch.uint8).view(4, 5, 3)
+    assert torch.equal(pixel_rows(rgb, colour=True)[0, 0], rgb.reshape(-1, 3))
 
 
 def _blobs(shape, seed=0):

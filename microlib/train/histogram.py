@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-# values per channel taken from the training images for their quantiles: enough for
-# quantiles to 1e-3, and within torch.quantile's input limit for any volume
+# training pixels (or voxels) the quantiles are taken from: enough for quantiles to 1e-3,
+# and a large volume's one-hot encoding stays small
 MAX_REFERENCE_VALUES = 4_000_000
 
 
@@ -24,32 +24,57 @@ def channel_values(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(0, 1).reshape(x.shape[1], -1)
 
 
-def quantile_targets(
-    images: list[torch.Tensor], n: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Per-channel quantiles of encoded training images at the ranks of ``n`` sorted values.
+def pixel_rows(image: torch.Tensor, colour: bool, limit: int = MAX_REFERENCE_VALUES):
+    """The raw pixels of a training image or volume as one row of crops.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        Labels or grey levels ``(H, W)`` / ``(D, H, W)``, or colour ``(H, W, 3)``.
+    colour : bool
+        Whether the last axis holds the three colour channels.
+    limit : int
+        At most this many pixels, drawn with a fixed seed when there are more (the targets
+        stay a pure function of the data, so a resumed run gets the same ones).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(1, 1, N)`` (``(1, 1, N, 3)`` for colour), the shape the crop encoder reads.
+    """
+    flat = image.reshape(-1, 3) if colour else image.reshape(-1)
+    if flat.shape[0] > limit:
+        g = torch.Generator(device=flat.device).manual_seed(0)
+        pick = torch.randperm(flat.shape[0], generator=g, device=flat.device)[:limit]
+        flat = flat[pick]
+    return flat.view(1, 1, *flat.shape)
+
+
+def quantile_targets(images: list[torch.Tensor], n: int) -> torch.Tensor:
+    """Per-channel quantiles of encoded training pixels at the ranks of ``n`` sorted values.
 
     Parameters
     ----------
     images : list of torch.Tensor
-        Encoded images ``(B, C, ...)`` (values as the critic sees them), pooled.
+        Encoded pixels ``(B, C, ...)`` (values as the critic sees them), pooled.
     n : int
         Generated values per channel the targets are compared with.
-    generator : torch.Generator, optional
-        Draws the subsample when the images hold over ``MAX_REFERENCE_VALUES`` values per
-        channel.
 
     Returns
     -------
     torch.Tensor
         ``(C, n)`` float32, each row ascending: the quantiles at ``(i + 0.5) / n``.
     """
-    vals = torch.cat([channel_values(im.float()) for im in images], dim=1)
-    if vals.shape[1] > MAX_REFERENCE_VALUES:
-        pick = torch.randperm(vals.shape[1], generator=generator, device=vals.device)
-        vals = vals[:, pick[:MAX_REFERENCE_VALUES]]
+    vals = torch.cat([channel_values(im.float()) for im in images], dim=1).double()
+    ordered, _ = torch.sort(vals, dim=1)
+    # linear interpolation between order statistics, as torch.quantile (whose input size
+    # is limited) computes it
     ranks = (torch.arange(n, dtype=torch.float64, device=vals.device) + 0.5) / n
-    return torch.quantile(vals.double(), ranks, dim=1).T.float().contiguous()
+    pos = ranks * (ordered.shape[1] - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(ordered.shape[1] - 1)
+    frac = pos - lo
+    return torch.lerp(ordered[:, lo], ordered[:, hi], frac).float().contiguous()
 
 
 def quantile_loss(fake: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

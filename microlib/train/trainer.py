@@ -30,7 +30,7 @@ from microlib.slicegan.networks import (
 from microlib.slicegan.plan import noise_grid
 from microlib.slicegan.presets import Preset, check_augment
 from microlib.train.data import TrainingSet
-from microlib.train.histogram import quantile_loss, quantile_targets
+from microlib.train.histogram import pixel_rows, quantile_loss, quantile_targets
 from microlib.train.optim import (
     GeneratorEMA,
     Optimisations,
@@ -203,8 +203,9 @@ class SliceGANTrainer:
         self._phase_ids = torch.arange(nc, device=self.device, dtype=torch.uint8)
         self._hist_targets = None
         if p.histogram_weight:
-            whole = [self._encode(r if tset.is_volume else r.unsqueeze(0)) for r in self._reals]
-            self._hist_targets = quantile_targets(whole, p.g_batch_size * p.l**3)
+            colour = tset.image_type == "colour"
+            pixels = [self._encode(pixel_rows(r, colour)) for r in self._reals]
+            self._hist_targets = quantile_targets(pixels, p.g_batch_size * p.l**3)
         self.iteration = 0
         self._acc = torch.zeros(4, device=self.device)
         self._acc_n = torch.zeros(2, device=self.device)  # critic steps, generator steps
