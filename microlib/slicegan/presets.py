@@ -186,8 +186,8 @@ class Preset:
         Weight of a value-distribution term in the generator loss (0 = off): the 1D
         Wasserstein distance, per channel, between the generated voxels' values and the
         training images' pixel values (:mod:`microlib.train.histogram`); for n-phase
-        images it pulls each phase's volume fraction to the image's. Single-entry
-        generators only.
+        images it pulls each phase's volume fraction to the image's. The logged generator
+        loss includes it. Single-entry generators only.
     grey : dict
         Fields that replace this preset's for grey and colour images
         (:meth:`for_image_type`): a generator whose layer geometry differs by image type.
