@@ -757,6 +757,7 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     out = tmp_path / "m"
     knobs = ["--ema-decay", "0.5", "--lr-schedule", "cosine", "--lr-min-frac", "0.2"]
     knobs += ["--lr-g", "3e-4", "--lr-d", "6e-4", "--monitor-every", "1", "--log-every", "1"]
+    knobs += ["--histogram-weight", "7"]  # replaces the demo's grey weight too
     assert (
         main(["train", str(png), "--out", str(out), *SMALL_CLI, "--iterations", "2", *knobs]) == 0
     )
@@ -766,7 +767,8 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     assert (hp["lr_g"], hp["lr_d"], hp["monitor_every"]) == (3e-4, 6e-4, 1)
     assert Preset.from_dict(hp) == SMALL.replace(
         iterations=2, ema_decay=0.5, lr_schedule="cosine", lr_min_frac=0.2, lr_g=3e-4, lr_d=6e-4
-    ).replace(monitor_every=1).for_image_type("grayscale")
+    ).replace(monitor_every=1).for_image_type("grayscale").replace(histogram_weight=7.0)
+    assert hp["histogram_weight"] == 7.0
     assert pj["training"]["saved_generator"] == "ema"
     rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
     assert [r[0] for r in rows] == ["1", "2"]

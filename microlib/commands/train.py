@@ -100,6 +100,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     hp.add_argument("--gp-lambda", type=float)
     hp.add_argument(
+        "--histogram-weight",
+        type=float,
+        help="weight of the value-distribution term in the generator loss, 0 = off, for "
+        "every image type (preset default: demo 100 for grey and colour, else 0)",
+    )
+    hp.add_argument(
         "--augment",
         choices=list(AUGMENTATIONS),
         help="symmetries of the real crops: d4 = a random rotation/mirror of the square per "
@@ -188,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
         stop_patience=args.stop_patience,
         stop_min_iterations=args.stop_min_iterations,
     )
+    if args.histogram_weight is not None:
+        # one weight for every image type: the preset's grey fields must not replace it
+        grey = {k: v for k, v in preset.grey.items() if k != "histogram_weight"}
+        preset = preset.replace(histogram_weight=args.histogram_weight, grey=grey)
     if args.codes is not None:
         return _run_family(args, preset)
     cfg = training.TrainConfig(
