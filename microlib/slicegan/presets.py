@@ -49,9 +49,10 @@
     Grey and colour images train with blurred hidden layers (``grey``: ``g_hidden_stage``
     ``"blur"``, hence every layer padded 3 and 36 px slices from a 6^3 latent): with
     SliceGAN's hidden transposed convolutions, the demo's grey and colour cubes carried a
-    lattice of period 4 and 8 voxels (lattice score 9.0 and 9.2 times their images'). Blurred hidden layers remove it: on the colour entry (600
-    iterations, 128^3, seed 0) the cube's score fell from 6.44 to 1.01 against the image's
-    1.15, and the slices lost their blocky grid. On n-phase micrographs the same blur
+    lattice of period 4 and 8 voxels (lattice score 9.0 and 9.2 times their images').
+    Blurred hidden layers remove it: on the colour entry (600 iterations, 128^3, seed 0)
+    the cube's score fell from 6.44 to 1.01 against the image's 1.15, and the slices lost
+    their blocky grid. On n-phase micrographs the same blur
     was worse (``bench fidelity``, 128^3, seed 0, against the unblurred net): per-axis
     surface-area ratio 1.39 -> 4.22 on 760 (1.3 px features), 1.19 -> 2.24 on 084, 1.33
     -> 1.62 on 630, surface area 2.7 % -> 38 % off on 760; the unblurred net's lattice
