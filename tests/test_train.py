@@ -250,6 +250,26 @@ def test_summed_update_steps_the_critic_once_per_iteration():
     assert int(tr.opt_ds[0].state_dict()["state"][0]["step"]) == 2
 
 
+@pytest.mark.parametrize("d_slices", [0, 3, 10_000])
+def test_critic_sees_d_slices_fake_slices_per_axis(d_slices):
+    ts = make_training_set([blobs((64, 64))], "nphase", L)
+    tr = SliceGANTrainer(ts, SMALL.replace(d_slices=d_slices), seed=1)
+    seen: list[int] = []
+    tr.Ds[0].register_forward_hook(lambda m, x, y: seen.append(x[0].shape[0]))
+    tr._critic_iteration()
+    every = SMALL.d_batch_size * L  # all slices of the fake volumes along one axis
+    fake = d_slices if 0 < d_slices < every else every
+    # per axis: one pass over real + fake slices, one over the gradient-penalty mixes
+    assert seen == [SMALL.batch_size + fake, SMALL.batch_size] * 3
+
+
+def test_negative_d_slices_is_refused(train_png, tmp_path, capsys):
+    argv = ["train", str(train_png), "--out", str(tmp_path / "m"), *SMALL_CLI, "--d-slices", "-1"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--d-slices must be >= 0" in err[0]
+
+
 def test_anisotropic_training_step_uses_one_critic_per_axis():
     imgs = [blobs((48, 56), seed=s) for s in range(3)]
     ts = make_training_set(imgs, "nphase", L)
@@ -758,6 +778,7 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     knobs = ["--ema-decay", "0.5", "--lr-schedule", "cosine", "--lr-min-frac", "0.2"]
     knobs += ["--lr-g", "3e-4", "--lr-d", "6e-4", "--monitor-every", "1", "--log-every", "1"]
     knobs += ["--histogram-weight", "7"]  # replaces the demo's grey weight too
+    knobs += ["--d-slices", "5", "--output-noise"]
     assert (
         main(["train", str(png), "--out", str(out), *SMALL_CLI, "--iterations", "2", *knobs]) == 0
     )
@@ -767,7 +788,9 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     assert (hp["lr_g"], hp["lr_d"], hp["monitor_every"]) == (3e-4, 6e-4, 1)
     assert Preset.from_dict(hp) == SMALL.replace(
         iterations=2, ema_decay=0.5, lr_schedule="cosine", lr_min_frac=0.2, lr_g=3e-4, lr_d=6e-4
-    ).replace(monitor_every=1).for_image_type("grayscale").replace(histogram_weight=7.0)
+    ).replace(monitor_every=1, d_slices=5, g_output_noise=True).for_image_type("grayscale").replace(
+        histogram_weight=7.0
+    )
     assert hp["histogram_weight"] == 7.0
     assert pj["training"]["saved_generator"] == "ema"
     rows = [r.split(",") for r in (out / "train_log.csv").read_text().splitlines()[1:]]
@@ -778,6 +801,22 @@ def test_grey_run_with_every_knob_records_them(tmp_path):
     assert state["stopped"] == "cap" and set(state["trainer"]["ema"]) == {
         k for k in load_weights(out / "g_Gen.pt") if "running" not in k and "num_batches" not in k
     } - {"bns.3.weight", "bns.3.bias"}
+
+
+def test_command_line_values_beat_the_presets_grey_fields(tmp_path):
+    grey = np.clip(np.random.default_rng(3).normal(120, 30, (48, 48)), 0, 255).astype(np.uint8)
+    png = tmp_path / "g.png"
+    write_png(png, grey, {"data_type": "grayscale"})
+    assert get_preset("demo").for_image_type("grayscale").g_batch_size == 2
+    cli = [
+        a if a != "2" or SMALL_CLI[i - 1] != "--g-batch-size" else "3"
+        for i, a in enumerate(SMALL_CLI)
+    ]
+    assert cli != SMALL_CLI
+    argv = ["train", str(png), "--out", str(tmp_path / "m"), *cli, "--iterations", "1"]
+    assert main(argv) == 0
+    hp = read_json(tmp_path / "m" / "g_params.json")["training"]["hyperparameters"]
+    assert hp["g_batch_size"] == 3 and hp["g_hidden_stage"] == "blur"  # other grey fields kept
 
 
 def test_zero_byte_resume_state_is_one_line(train_png, tmp_path, capsys):

@@ -83,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hp.add_argument("--batch-size", type=int, help="real crops per axis per critic step")
     hp.add_argument("--g-batch-size", type=int, help="volumes per generator update")
     hp.add_argument("--d-batch-size", type=int, help="fake volumes per critic iteration")
+    hp.add_argument(
+        "--d-slices", type=int, help="fake slices per axis per critic step (0: all of them)"
+    )
     hp.add_argument("--critic-iters", type=int)
     hp.add_argument("--lr", type=float, help="learning rate of generator and critics")
     hp.add_argument("--lr-g", type=float, help="generator learning rate (overrides --lr)")
@@ -99,6 +102,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="generator weight EMA decay, 0 = off; the saved generator is the average",
     )
     hp.add_argument("--gp-lambda", type=float)
+    hp.add_argument(
+        "--output-noise",
+        action="store_true",
+        default=None,
+        help="add a learned-weight noise field before the last convolution (resize output "
+        "stages only): detail at the output resolution, e.g. a grey image's fine texture",
+    )
     hp.add_argument(
         "--histogram-weight",
         type=float,
@@ -176,14 +186,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = get_preset(args.preset).replace(
+    overrides = dict(
         batch_size=args.batch_size,
         g_batch_size=args.g_batch_size,
         d_batch_size=args.d_batch_size,
+        d_slices=args.d_slices,
         critic_iters=args.critic_iters,
         lr_g=args.lr_g if args.lr_g is not None else args.lr,
         lr_d=args.lr_d if args.lr_d is not None else args.lr,
         gp_lambda=args.gp_lambda,
+        g_output_noise=args.output_noise,
         augment=args.augment,
         iterations=args.iterations,
         ema_decay=args.ema_decay,
@@ -193,11 +205,14 @@ def run(args: argparse.Namespace) -> int:
         monitor_size=args.monitor_size,
         stop_patience=args.stop_patience,
         stop_min_iterations=args.stop_min_iterations,
+        histogram_weight=args.histogram_weight,
     )
-    if args.histogram_weight is not None:
-        # one weight for every image type: the preset's grey fields must not replace it
-        grey = {k: v for k, v in preset.grey.items() if k != "histogram_weight"}
-        preset = preset.replace(histogram_weight=args.histogram_weight, grey=grey)
+    given = {k for k, v in overrides.items() if v is not None}
+    preset = get_preset(args.preset)
+    # a value given on the command line holds for every image type: the preset's grey
+    # fields (applied later, for grey and colour images) must not replace it
+    grey = {k: v for k, v in preset.grey.items() if k not in given}
+    preset = preset.replace(**overrides, grey=grey)
     if args.codes is not None:
         return _run_family(args, preset)
     cfg = training.TrainConfig(

@@ -109,6 +109,8 @@ def setup_torch(threads: int | None, device: str, preset: Preset) -> str:
     for v in ("batch_size", "g_batch_size", "d_batch_size", "critic_iters", "iterations"):
         if getattr(preset, v) < 1:
             raise MicrolibError(f"--{v.replace('_', '-')} must be >= 1")
+    if preset.d_slices < 0:
+        raise MicrolibError("--d-slices must be >= 0 (0: every fake slice)")
     return dev
 
 

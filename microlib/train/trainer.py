@@ -319,6 +319,9 @@ class SliceGANTrainer:
         D = self.Ds[axis if self.tset.anisotropic else 0]
         real = self.sample_real(axis, p.batch_size)
         fake_s = slices_along(fake, axis)
+        if 0 < p.d_slices < fake_s.shape[0]:
+            keep = torch.randperm(fake_s.shape[0], device=self.device, generator=self.rng)
+            fake_s = fake_s[keep[: p.d_slices]]
         with self._autocast():
             out = D(self._critic_input(torch.cat([real, fake_s])))
         out = out.float().flatten(1).mean(1)

@@ -3,6 +3,9 @@
 # selection included), volumes generated at each requested code, feature size vs code, the
 # code sweep, and the packaged folder microlibDataset/families/{family}/.
 
+# A family trains on all its members at once, the longest job of a run: it starts first
+# (priority) so it does not leave one core busy while the rest wait on it.
+
 
 rule train_family:
     input:
@@ -17,6 +20,7 @@ rule train_family:
         log("train_family/{family}"),
     benchmark:
         bench("train_family/{family}")
+    priority: 1
     conda:
         CONDA_ENV
     threads: threads_for("train")
