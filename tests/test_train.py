@@ -808,12 +808,9 @@ def test_command_line_values_beat_the_presets_grey_fields(tmp_path):
     png = tmp_path / "g.png"
     write_png(png, grey, {"data_type": "grayscale"})
     assert get_preset("demo").for_image_type("grayscale").g_batch_size == 2
-    cli = [
-        a if a != "2" or SMALL_CLI[i - 1] != "--g-batch-size" else "3"
-        for i, a in enumerate(SMALL_CLI)
-    ]
-    assert cli != SMALL_CLI
-    argv = ["train", str(png), "--out", str(tmp_path / "m"), *cli, "--iterations", "1"]
+    # the last --g-batch-size wins: 3 replaces SMALL_CLI's 2, the grey fields' value too
+    argv = ["train", str(png), "--out", str(tmp_path / "m"), *SMALL_CLI, "--g-batch-size", "3"]
+    argv += ["--iterations", "1"]
     assert main(argv) == 0
     hp = read_json(tmp_path / "m" / "g_params.json")["training"]["hyperparameters"]
     assert hp["g_batch_size"] == 3 and hp["g_hidden_stage"] == "blur"  # other grey fields kept
