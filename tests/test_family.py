@@ -148,6 +148,20 @@ def test_family_trainer_resume_is_exact():
     assert rounded_batch(4, 3) == 6 and rounded_batch(1, 2) == 2
 
 
+def test_family_trainer_is_channels_last_on_a_cpu():
+    """The family trainer follows the single-entry trainer's memory-format policy (on a CPU,
+    channels-last measured faster), and a step keeps the layout."""
+    members = [make_training_set([two_phase(s, 48, i)], "nphase", 32) for i, s in enumerate((2, 4))]
+    tr = FamilyTrainer(members, [0.2, 0.4], TINY.replace(critic_iters=1), 8, 8, seed=3)
+    convs = [m.weight for m in tr.G.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
+    crit = [m.weight for m in tr.D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert crit and all(w.is_contiguous(memory_format=torch.channels_last) for w in crit)
+    assert tr.noise(2).is_contiguous(memory_format=torch.channels_last_3d)
+    tr.step()
+    assert all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in convs)
+
+
 def _send_sigterm_once(path, deadline_s=60.0):
     """SIGTERM this process as soon as ``path`` exists (the first periodic checkpoint)."""
     t0 = time.monotonic()

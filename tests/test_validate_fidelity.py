@@ -294,6 +294,30 @@ def test_orientation_anisotropy_of_a_volume_is_its_worst_slicing_plane():
     assert math.isnan(V.orientation_anisotropy(np.zeros((8, 8), np.uint8), n_phases=2))
 
 
+def test_diagonal_streaks_in_one_slicing_plane_are_flagged_and_named():
+    rng = np.random.default_rng(3)
+    image = (ndimage.gaussian_filter(rng.standard_normal((160, 160)), 2) > 0).astype(np.uint8)
+    iso = (ndimage.gaussian_filter(rng.standard_normal((64, 64, 64)), 2) > 0).astype(np.uint8)
+    # the isotropic volume: no streak flag (its orientation ratio is within the threshold)
+    clean = V.fidelity_block(image, iso, n_phases=2)
+    assert clean["orientation"]["ratio"] < V.THRESHOLDS["orientation_ratio"]
+    assert "streaks_3d" not in V.fidelity_flags(clean, V.THRESHOLDS)
+    # streaks along the (z + y) diagonal of every x slice: per-axis densities stay even,
+    # so only the orientation measure flags it, and it names the x slices
+    f = ndimage.gaussian_filter(rng.standard_normal((128, 128, 64)), (1, 8, 1.4))
+    f = ndimage.rotate(f, 45, axes=(0, 1), reshape=False, mode="wrap")[32:96, 32:96]
+    streaky = (f > 0).astype(np.uint8)
+    fid = V.fidelity_block(image, streaky, n_phases=2)
+    planes = fid["orientation"]["3d_planes"]
+    assert planes["x"] > 3 * max(planes["z"], planes["y"])
+    assert fid["anisotropy"]["3d"] < V.THRESHOLDS["anisotropy"]
+    flags = V.fidelity_flags(fid, V.THRESHOLDS)
+    assert "streaks_3d" in flags and "normal to x" in flags["streaks_3d"]
+    # a metrics document written before the measure existed is read without it
+    old = {k: v for k, v in fid.items() if k != "orientation"}
+    assert "streaks_3d" not in V.fidelity_flags(old, V.THRESHOLDS)
+
+
 # --------------------------------------------------------------------------- lattice
 
 

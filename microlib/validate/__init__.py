@@ -56,6 +56,7 @@ from microlib.validate.fidelity import (
     grey_anisotropy,
     grey_gradient_axes,
     orientation_anisotropy,
+    orientation_anisotropy_planes,
     s2_curve_error,
     surface_area_density_axes,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "grey_autocovariance",
     "grey_gradient_axes",
     "orientation_anisotropy",
+    "orientation_anisotropy_planes",
     "grey_histogram",
     "is_monotone",
     "grey_metrics",

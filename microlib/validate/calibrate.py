@@ -23,6 +23,10 @@ threshold               value  spread  what
 ``checkerboard_ratio``  1.7    1.418   checkerboard score, 3D / 2D
 ``s2_curve_error``      0.2    0.132   :func:`~microlib.validate.fidelity.s2_curve_error`,
                                        lags 0..16
+``orientation_ratio``   1.2    1.121   orientation anisotropy (structure tensor, any
+                                       in-plane angle), 3D / 2D: the real volume's
+                                       slicing planes read 1.10-1.20, its octants
+                                       1.15-1.24
 ======================  =====  ======  =================================================
 
 For comparison, the octants alone against the whole volume differ by at most 3.9 points
@@ -70,6 +74,7 @@ from microlib.validate.fidelity import (
     anisotropy,
     checkerboard_ratio,
     checkerboard_score,
+    orientation_anisotropy,
     s2_curve_error,
 )
 from microlib.validate.grey import grey_autocovariance, grey_histogram, wasserstein_1
@@ -95,10 +100,11 @@ CALIBRATION_SPREAD: dict[str, float] = {
     "checkerboard_ratio": 1.418,
     "s2_curve_error": 0.132,
     "lattice_ratio": 1.239,
+    "orientation_ratio": 1.121,
 }
 
 #: flag thresholds: CALIBRATION_MARGIN x CALIBRATION_SPREAD, rounded up to 2 figures
-#: (``anisotropy``, ``checkerboard_ratio`` and ``lattice_ratio`` are ratios:
+#: (``anisotropy`` and the ``_ratio`` thresholds are ratios:
 #: 1 + margin x (spread - 1))
 CALIBRATED: dict[str, float] = {
     "vf_error_points": 7.9,
@@ -107,6 +113,7 @@ CALIBRATED: dict[str, float] = {
     "checkerboard_ratio": 1.7,
     "s2_curve_error": 0.2,
     "lattice_ratio": 1.4,
+    "orientation_ratio": 1.2,
 }
 
 #: the spreads of the grey metrics measured by :func:`calibrate_grey_thresholds` on the
@@ -147,6 +154,7 @@ def _stats(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
         "anisotropy": anisotropy(labels),
         "checkerboard": checkerboard_score(labels, n_phases=n_phases),
         "lattice": lattice_score(labels, n_phases=n_phases),
+        "orientation": orientation_anisotropy(labels, n_phases=n_phases),
     }
 
 
@@ -158,6 +166,7 @@ def _spread(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
         "surface_pct_error": abs(a["sa"] - b["sa"]) / a["sa"] * 100,
         "checkerboard_ratio": checkerboard_ratio(b["checkerboard"], a["checkerboard"]),
         "s2_curve_error": s2_curve_error(a["s2"], b["s2"]),
+        "orientation_ratio": b["orientation"] / a["orientation"],
     }
 
 
@@ -190,7 +199,7 @@ def calibrate_thresholds(
         Default: largest label + 1.
     margin : float
         A threshold is ``margin`` x the largest spread, rounded up to two figures; for
-        the ratios (``anisotropy``, ``checkerboard_ratio``) ``1 + margin x (spread - 1)``.
+        the ratios (``anisotropy`` and the ``_ratio`` keys) ``1 + margin x (spread - 1)``.
     max_lag : int
         Lags ``0..max_lag`` of the S2 curves compared.
 
@@ -223,7 +232,7 @@ def calibrate_thresholds(
     spread["lattice_ratio"] = max(x["lattice"] for x in [whole, *blocks, *slices])
     thresholds = {}
     for key, value in spread.items():
-        if key in ("anisotropy", "checkerboard_ratio", "lattice_ratio"):
+        if key in ("anisotropy", "checkerboard_ratio", "lattice_ratio", "orientation_ratio"):
             thresholds[key] = _round_up(1 + margin * (value - 1))
         else:
             thresholds[key] = _round_up(margin * value)

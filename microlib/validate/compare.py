@@ -23,6 +23,8 @@ from microlib.validate.fidelity import (
     checkerboard_score,
     checkerboard_score_axes,
     grey_gradient_axes,
+    orientation_anisotropy,
+    orientation_anisotropy_planes,
     s2_curve_error,
     surface_area_density_axes,
 )
@@ -67,7 +69,7 @@ def _axes(names: tuple[str, ...], values: np.ndarray, nd: int = 6) -> dict[str, 
 def fidelity_block(
     image: np.ndarray, volume: np.ndarray, *, n_phases: int | None
 ) -> dict[str, Any]:
-    """Anisotropy and checkerboard score, 2D beside 3D, with per-axis values.
+    """Anisotropy, checkerboard, lattice and orientation scores, 2D beside 3D, per axis.
 
     Parameters
     ----------
@@ -86,7 +88,9 @@ def fidelity_block(
         ``anisotropy``: ``measure``, ``2d``, ``3d``, ``error`` (3D / 2D), ``2d_axes``,
         ``3d_axes`` (the per-axis values whose max/min it is); ``checkerboard``: ``2d``,
         ``3d``, ``ratio`` (3D / 2D), ``3d_axes``; ``lattice``: ``2d``, ``3d``, ``ratio``
-        (:mod:`~microlib.validate.lattice`).
+        (:mod:`~microlib.validate.lattice`); ``orientation``: ``2d``, ``3d`` (largest over
+        the slicing planes), ``ratio`` (3D / 2D), ``3d_planes``
+        (:func:`~microlib.validate.fidelity.orientation_anisotropy`: streaks at any angle).
     """
     axes_fn = surface_area_density_axes if n_phases else grey_gradient_axes
     ax2, ax3 = axes_fn(image), axes_fn(volume)
@@ -96,6 +100,10 @@ def fidelity_block(
     cb3 = float(cb3_axes.mean())
     lat2 = lattice_score(image, n_phases=n_phases)
     lat3 = lattice_score(volume, n_phases=n_phases)
+    or2 = orientation_anisotropy(image, n_phases=n_phases)
+    or3_planes = orientation_anisotropy_planes(volume, n_phases=n_phases)
+    or3 = float(max(or3_planes))
+    or_ratio = or3 / or2 if math.isfinite(or2) and or2 > 0 and math.isfinite(or3) else None
     return {
         "anisotropy": {
             "measure": "surface_area_density_axes" if n_phases else "grey_gradient_axes",
@@ -116,11 +124,18 @@ def fidelity_block(
             "3d": _r(lat3, 4),
             "ratio": _r(lattice_ratio(lat3, lat2), 4),
         },
+        "orientation": {
+            "2d": _r(or2, 4),
+            "3d": _r(or3, 4),
+            "ratio": _r(or_ratio, 4),
+            "3d_planes": _axes(AXES_3D, or3_planes, 4),
+        },
     }
 
 
 def fidelity_flags(fid: dict[str, Any], th: dict[str, float]) -> dict[str, str]:
-    """Anisotropy, checkerboard and lattice flags of a :func:`fidelity_block`, with reasons."""
+    """Anisotropy, checkerboard, lattice and streak flags of a :func:`fidelity_block`, with
+    reasons."""
     out = {}
     an = fid["anisotropy"]
     for side in ("3d", "2d"):
@@ -143,6 +158,15 @@ def fidelity_flags(fid: dict[str, Any], th: dict[str, float]) -> dict[str, str]:
         out["lattice_3d"] = (
             f"3D lattice score {lattice:.3g}x the 2D one > {th['lattice_ratio']:g}x (a "
             "pattern repeating every 4 or 8 voxels)"
+        )
+    # absent from metrics written before the streak flag existed
+    orient, limit = fid.get("orientation"), th.get("orientation_ratio")
+    if orient and limit and orient["ratio"] is not None and orient["ratio"] > limit:
+        plane = max(orient["3d_planes"], key=lambda a: orient["3d_planes"][a] or 0.0)
+        out["streaks_3d"] = (
+            f"3D orientation anisotropy {orient['3d']:.3g} is {orient['ratio']:.3g}x the 2D "
+            f"one > {limit:g}x (features aligned along one in-plane "
+            f"direction, diagonals included, in the slices normal to {plane})"
         )
     return out
 

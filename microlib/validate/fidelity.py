@@ -173,8 +173,29 @@ def orientation_anisotropy(image: np.ndarray, *, n_phases: int | None = None) ->
     _check_nd(a, "orientation_anisotropy")
     if a.ndim == 2:
         return _eigen_ratio(_plane_tensor(a[None], n_phases))
-    ratios = [_eigen_ratio(_plane_tensor(np.moveaxis(a, axis, 0), n_phases)) for axis in range(3)]
-    return max(ratios)
+    return max(orientation_anisotropy_planes(a, n_phases=n_phases))
+
+
+def orientation_anisotropy_planes(volume: np.ndarray, *, n_phases: int | None = None) -> np.ndarray:
+    """:func:`orientation_anisotropy` of the slices normal to each axis of a volume.
+
+    Returns
+    -------
+    ndarray of float64, (3,)
+        Entry ``a`` pools the structure tensor of every slice normal to axis ``a``
+        (z, y, x); slices are taken in batches, so memory stays small on 320^3 volumes.
+    """
+    v = np.asarray(volume)
+    if v.ndim != 3 or min(v.shape) < 3:
+        raise MicrolibError(f"orientation_anisotropy_planes needs a 3D volume, got {v.shape}")
+    out = np.empty(3)
+    for axis in range(3):
+        m = np.moveaxis(v, axis, 0)
+        j = np.zeros((2, 2))
+        for start in range(0, m.shape[0], _SLICE_BATCH):
+            j += _plane_tensor(m[start : start + _SLICE_BATCH], n_phases)
+        out[axis] = _eigen_ratio(j)
+    return out
 
 
 def _channels(a: np.ndarray, n_phases: int | None) -> list[np.ndarray]:

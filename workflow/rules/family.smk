@@ -4,7 +4,8 @@
 # code sweep, and the packaged folder microlibDataset/families/{family}/.
 
 # A family trains on all its members at once, the longest job of a run: it starts first
-# (priority) so it does not leave one core busy while the rest wait on it.
+# (priority, below the cheap stages that make the training images) so it does not leave one
+# core busy while the rest wait on it.
 
 
 rule train_family:

@@ -1,3 +1,8 @@
+# Cheap next to training: every training image is made before
+# training starts (priority): then every training job is ready at once and none waits at the
+# end of a run for an image made late.
+
+
 rule inpaint:
     input:
         image=lambda w: R(f"segmented/{id_of(w)}.png"),
@@ -8,6 +13,7 @@ rule inpaint:
         log("inpaint/{name}"),
     benchmark:
         bench("inpaint/{name}")
+    priority: 2
     conda:
         CONDA_ENV
     threads: threads_for("inpaint")

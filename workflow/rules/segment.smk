@@ -1,3 +1,6 @@
+# Cheap, and every training job waits on it: runs before training (priority), as inpaint.
+
+
 rule segment:
     input:
         image=R("raw/{id}.jpg"),
@@ -9,6 +12,7 @@ rule segment:
         log("segment/{id}"),
     benchmark:
         bench("segment/{id}")
+    priority: 2
     conda:
         CONDA_ENV
     resources:
