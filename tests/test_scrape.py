@@ -701,7 +701,10 @@ def test_rate_limit_spaces_request_starts(srv, tmp_path):
     run_scrape(srv, [1, 2, 3], tmp_path, rate=12.5)  # >= 80 ms between starts
     starts = [h.time for h in srv.hits]
     assert len(starts) == 7
-    assert min(np.diff(starts)) >= 0.065  # server-side arrival jitter tolerance
+    # arrival times jitter by tens of ms on a loaded machine, but only at the ends of a
+    # span: six gaps must take 6 x 80 ms in all, and no gap is near an unlimited ~1 ms
+    assert starts[-1] - starts[0] >= 6 * 0.080 - 0.03
+    assert min(np.diff(starts)) >= 0.04
 
 
 def test_unreachable_robots_is_an_error(srv, tmp_path):

@@ -37,8 +37,9 @@ from microlib.train.trainer import symmetrise_crops
 ROOT = Path(__file__).resolve().parents[1]
 # demo networks with the smallest batches: a generator iteration takes a few 10 ms; quality
 # checks on the smallest volume allowed (the training slice edge), which they dominate otherwise
+# crops as cut (the demo's random symmetries are tested on their own)
 SMALL = get_preset("demo").replace(
-    batch_size=4, d_batch_size=1, g_batch_size=2, critic_iters=2, monitor_size=32
+    batch_size=4, d_batch_size=1, g_batch_size=2, critic_iters=2, monitor_size=32, augment="none"
 )
 L = SMALL.l  # the training slice edge (real crops, generated slices)
 SMALL_CLI = [
@@ -56,6 +57,8 @@ SMALL_CLI = [
     "1",
     "--monitor-size",
     "32",
+    "--augment",
+    "none",
 ]
 
 
@@ -194,6 +197,7 @@ def test_d4_augmentation_is_off_for_anisotropic_runs_and_checked():
     assert get_preset("microlib").augment == "none"  # MicroLib's recipe had no symmetries
     iso = make_training_set([blobs((48, 48))], "nphase", L)
     assert not SliceGANTrainer(iso, SMALL).augment
+    assert get_preset("demo").augment == "d4"  # against diagonal streaks in the cubes
     with pytest.raises(MicrolibError, match="augment must be one of none, d4, not 'd8'"):
         SliceGANTrainer(iso, SMALL.replace(augment="d8"))
 

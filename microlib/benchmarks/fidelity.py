@@ -224,6 +224,7 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
         stages = f"{p.g_hidden_stage}/{p.g_output_stage}" + (" + noise" if p.g_output_noise else "")
         extra = f", histogram {p.histogram_weight:g}" if p.histogram_weight else ""
         extra += f", {p.d_slices} fake slices per critic step" if p.d_slices else ""
+        extra += f", {p.augment} symmetries of the real crops" if p.augment != "none" else ""
         if p.grey:
             extra += "; grey/colour: " + ", ".join(f"{k} {v}" for k, v in p.grey.items())
         label = f"{n} ({p.name}, {p.iterations} it, {stages} stages, {ema}, {lr} lr{extra})"

@@ -39,13 +39,21 @@
     Tried against the two-phase 005's surface area (16.5 % off, large straight-edged
     grains): EMA decay 0.995 gave 17.4 %, 16 real crops per axis 25.4 %, 3 critic
     iterations 20.2 %; none kept.
-    Random symmetries of the real crops (``augment="d4"``) were measured and not kept: on 10
-    of the fidelity benchmark's real micrographs (128^3, seed 0) the per-axis surface-area
-    ratio fell on 7 (760: 1.61 -> 1.43, 630: 1.39 -> 1.33; on the six where both were
-    measured, the diagonal-streak measure fell from 1.85 to 1.53) but rose on 860, whose 33
-    px features barely fit a 32 px crop (1.20 -> 1.50; seed 1: 1.36 -> 1.50), and the means
-    moved within seed noise (784 at seed 0 / seed 1: 1.4 / 4.5 points without, 11.1 / 2.0
-    with).
+    The n-phase real crops take random symmetries of the square (``augment="d4"``). On the
+    fidelity benchmark's 12 n-phase real images and slices (128^3, seed 0, 600 iterations,
+    against the same settings without): mean vf error 1.54 -> 0.82 points, surface area
+    8.1 -> 6.6 % off, 3D anisotropy 1.22 -> 1.21 (860: vf 6.9 -> 1.1 points, surface area
+    31 -> 9 %; 630 anisotropy 1.31 -> 1.18, 760 1.45 -> 1.38; 784 1.30 -> 1.45). It was
+    tried against diagonal streaks (the cube's orientation anisotropy over its image's):
+    it lowered them on the five streakiest entries it was chosen on (003 1.58 -> 1.27, 213
+    1.91 -> 1.25, 048 1.59 -> 1.08), but over all 12 they moved both ways (mean 1.26 ->
+    1.23; 784 1.16 -> 1.58, 3ph-x 1.13 -> 1.45): seed noise, not a cure. Grey and colour
+    crops stay as cut (``grey``): with symmetries the demo's grey 011 streaked more (1.35
+    -> 2.55) and the real 319 kept its streaks (10.4). An earlier
+    comparison (all fake slices per critic step) had the per-axis ratio fall on 7 of 10
+    real micrographs (760 1.61 -> 1.43, 630 1.39 -> 1.33) and rise on 860, whose 33 px
+    features barely fit a 32 px crop (1.20 -> 1.50), with the volume-fraction means within
+    seed noise (784 at seed 0 / 1: 1.4 / 4.5 points without, 11.1 / 2.0 with).
     Grey and colour images train with blurred hidden layers (``grey``: ``g_hidden_stage``
     ``"blur"``, hence every layer padded 3 and 36 px slices from a 6^3 latent): with
     SliceGAN's hidden transposed convolutions, the demo's grey and colour cubes carried a
@@ -398,6 +406,7 @@ PRESETS: dict[str, Preset] = {
         iterations=600,
         ema_decay=0.99,
         g_output_stage="resize_trilinear",
+        augment="d4",
         grey={
             "g_batch_size": 2,
             "g_hidden_stage": "blur",
@@ -405,6 +414,7 @@ PRESETS: dict[str, Preset] = {
             "lz": 6,
             "l": 36,
             "histogram_weight": 100.0,
+            "augment": "none",
         },
         notes="offline demo on one core",
     ),
@@ -422,6 +432,7 @@ PRESETS["family"] = PRESETS["demo"].replace(
     d_batch_size=3,
     ema_decay=0.0,
     iterations=600,
+    augment="none",  # the family's code sweep was measured without symmetries
     notes="family (AdaIN) generator on a CPU: benchmark and slow test",
 )
 
