@@ -232,7 +232,7 @@ def calibrate_thresholds(
     spread["lattice_ratio"] = max(x["lattice"] for x in [whole, *blocks, *slices])
     thresholds = {}
     for key, value in spread.items():
-        if key in ("anisotropy", "checkerboard_ratio", "lattice_ratio", "orientation_ratio"):
+        if key == "anisotropy" or key.endswith("_ratio"):
             thresholds[key] = _round_up(1 + margin * (value - 1))
         else:
             thresholds[key] = _round_up(margin * value)
