@@ -1,6 +1,6 @@
-# Cheap next to training: every training image is made before
-# training starts (priority): then every training job is ready at once and none waits at the
-# end of a run for an image made late.
+# Cheap next to training: every training image is made before training starts (priority),
+# so every training job is ready at once and none waits at the end of a run for an image
+# made late.
 
 
 rule inpaint:
