@@ -141,7 +141,11 @@ def _decode(logits: torch.Tensor, params: ModelParams) -> torch.Tensor:
     """Raw logits ``(1, nc, a, b, c)`` -> uint8 ``(a, b, c)`` or ``(a, b, c, 3)`` on device."""
     if params.image_type == "nphase":
         # argmax of the logits equals argmax of the softmax: skip the softmax
-        return logits[0].argmax(0).to(torch.uint8)
+        x = logits[0]
+        if params.phase_offsets is not None:
+            off = torch.tensor(params.phase_offsets, dtype=x.dtype, device=x.device)
+            x = x + off.view(-1, 1, 1, 1)
+        return x.argmax(0).to(torch.uint8)
     x = 0.5 * (torch.tanh(logits[0].float()) + 1.0)
     x = torch.round(x * 255.0).clamp_(0, 255).to(torch.uint8)
     return x[0] if params.image_type == "grayscale" else x.permute(1, 2, 3, 0)

@@ -963,12 +963,16 @@ def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tm
     )
     assert grey.for_image_type("grayscale") == grey
     assert demo.iterations == 600 and demo.lr_g == demo.lr_d == 5e-4
+    assert demo.orientation_weight == 20.0 and demo.calibrate_phases
     out = tmp_path / "m"
     args = ["--preset", "demo", "--iterations", "3", "--threads", "1"]
     assert main(["train", str(train_png), "--out", str(out), *args]) == 0
     name = "microstructure042"
     pj = read_json(out / f"{name}_params.json")
-    assert pj["g_output_stage"] == "resize_trilinear" and pj["format_version"] == 3
+    assert pj["g_output_stage"] == "resize_trilinear"
+    # the demo calibrates n-phase fractions: offsets for the three phases (version 6)
+    assert pj["format_version"] == 6 and len(pj["phase_bias"]["offsets"]) == 3
+    assert pj["phase_bias"]["fitted_vf"] == pytest.approx(pj["phase_bias"]["target_vf"], abs=2e-3)
     assert pj["l"] == 32 and pj["lz"] == 4
     assert load_weights(out / f"{name}_Gen.pt")["convs.3.weight"].shape == (3, 16, 3, 3, 3)
     assert read_params_data(out / f"{name}_params.data")[6] == [16, 64, 32, 16, 3]
@@ -991,6 +995,7 @@ def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tm
     pj = read_json(out / "grey042_params.json")
     assert pj["g_hidden_stage"] == "blur" and (pj["l"], pj["lz"]) == (36, 6)
     assert pj["format_version"] == 4 and pj["training"]["hyperparameters"]["l"] == 36
+    assert "phase_bias" not in pj  # grey levels have no phases to calibrate
     net, params = load_generator(out)
     assert net.hidden_blur and synthesise(net, params, 40, seed=0).shape == (40, 40, 40)
 

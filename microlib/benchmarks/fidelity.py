@@ -23,7 +23,9 @@ Candidates: ``baseline`` (the first demo settings: preset ``demo`` with SliceGAN
 transposed convolutions throughout, its 32 px slices from a 4^3 latent, no output noise,
 no EMA, constant lr, 300 iterations), ``demo`` (today's ``demo``
 preset as it is) and ``preset`` (``--preset`` at ``--iterations``, run when ``--preset`` is
-given). Volume fraction, surface area and S2 of grayscale entries are compared after
+given). A candidate with ``calibrate_phases`` fits its phase offsets after training (inside
+the training time) and generates with them, as ``microlib generate`` would. Volume
+fraction, surface area and S2 of grayscale entries are compared after
 thresholding both at the 2D image's Otsu level. The real data live outside the repository
 (``--realdata``, default ``../shared/realdata``); without them the benchmark says so and
 exits 0. Rows are printed, and ``results.json`` and the montage rewritten, after every
@@ -49,6 +51,7 @@ from microlib.slicegan.networks import Generator, generator_geometry
 from microlib.slicegan.plan import noise_field, noise_grid
 from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import SliceGANTrainer, make_training_set
+from microlib.train.phase_bias import phase_bias_record
 
 HELP = "3D-vs-2D statistical fidelity on real micrographs: old demo baseline, demo, a preset"
 
@@ -61,6 +64,9 @@ BASELINE = {
     "g_hidden_stage": "transpose",
     "g_output_noise": False,
     "histogram_weight": 0.0,
+    "orientation_weight": 0.0,
+    "calibrate_phases": False,
+    "augment": "none",
     "gp": (2, 2, 2, 3),
     "lz": 4,
     "l": 32,
@@ -225,6 +231,8 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
         extra = f", histogram {p.histogram_weight:g}" if p.histogram_weight else ""
         extra += f", {p.d_slices} fake slices per critic step" if p.d_slices else ""
         extra += f", {p.augment} symmetries of the real crops" if p.augment != "none" else ""
+        extra += f", isotropy term {p.orientation_weight:g}" if p.orientation_weight else ""
+        extra += ", phase fractions calibrated" if p.calibrate_phases else ""
         if p.grey:
             extra += "; grey/colour: " + ", ".join(f"{k} {v}" for k, v in p.grey.items())
         label = f"{n} ({p.name}, {p.iterations} it, {stages} stages, {ema}, {lr} lr{extra})"
@@ -235,19 +243,35 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
 # --------------------------------------------------------------------------- train + generate
 
 
-def _train_one(entry: Entry, preset: Preset, seed: int) -> tuple[Generator, float]:
-    """Train ``preset`` on ``entry``: (generator to evaluate, training wall seconds)."""
+def _train_one(
+    entry: Entry, preset: Preset, seed: int
+) -> tuple[Generator, float, list[float] | None]:
+    """Train ``preset`` on ``entry``: (generator to evaluate, training wall seconds with the
+    phase calibration, the phase offsets or None)."""
     tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
     t0 = time.perf_counter()
     tr = SliceGANTrainer(tset, preset, seed=seed)
     for _ in range(preset.iterations):
         tr.step()
     net = tr.generator_for_eval()  # the EMA copy with re-estimated BatchNorm when EMA is on
-    return net, time.perf_counter() - t0
+    offsets = None
+    if preset.calibrate_phases and entry.kind == "nphase":
+        p = tr.preset
+        rec = phase_bias_record(net, p.nz, p.gk, p.gs, p.gp, tset.sources, tset.nc, tr.device)
+        offsets = rec["offsets"]
+    return net, time.perf_counter() - t0, offsets
 
 
-def _generate(net: Generator, preset: Preset, kind: str, size: int, seed: int) -> np.ndarray:
-    """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU."""
+def _generate(
+    net: Generator,
+    preset: Preset,
+    kind: str,
+    size: int,
+    seed: int,
+    offsets: list[float] | None = None,
+) -> np.ndarray:
+    """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU; n-phase
+    labels are the argmax after the phase ``offsets``, as ``microlib generate`` applies them."""
     lz = generator_geometry(preset.gk, preset.gs, preset.gp).latent_for(size)
     z = torch.randn(1, preset.nz, lz, lz, lz, generator=torch.Generator().manual_seed(seed))
     dev = next(net.parameters()).device
@@ -259,6 +283,8 @@ def _generate(net: Generator, preset: Preset, kind: str, size: int, seed: int) -
         out = net(z.to(dev), noise=noise)[0].float().cpu()
     out = out[:, :size, :size, :size]
     if kind == "nphase":
+        if offsets is not None:
+            out = torch.log(out.clamp_min(1e-38)) + torch.tensor(offsets).view(-1, 1, 1, 1)
         return out.argmax(0).numpy().astype(np.uint8)
     return np.round(out[0].numpy() * 255.0).astype(np.uint8)
 
@@ -409,8 +435,8 @@ def run(args: argparse.Namespace) -> int:
         tiles = [_tile(entry.image, entry.kind, edge)]
         for c in candidates:
             preset = c.preset.for_image_type(entry.kind)
-            net, secs = _train_one(entry, preset, args.seed)
-            vol = _generate(net, preset, entry.kind, args.size, args.seed + 1)
+            net, secs, offsets = _train_one(entry, preset, args.seed)
+            vol = _generate(net, preset, entry.kind, args.size, args.seed + 1, offsets)
             rec = {"entry": entry.name, "kind": entry.kind, **compare(entry, vol), "train_s": secs}
             results[c.name].append(rec)
             print(_row(c.name, rec), flush=True)

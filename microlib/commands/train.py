@@ -116,6 +116,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "every image type (preset default: demo 100 for grey and colour, else 0)",
     )
     hp.add_argument(
+        "--orientation-weight",
+        type=float,
+        help="weight of the isotropy term (structure tensor of each slicing plane) in the "
+        "generator loss, 0 = off, isotropic runs only (default: the preset's)",
+    )
+    hp.add_argument(
+        "--calibrate-phases",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="n-phase: after training, fit per-phase logit offsets so that generated volumes "
+        "have the images' phase fractions; stored with the model (default: the preset's)",
+    )
+    hp.add_argument(
         "--augment",
         choices=list(AUGMENTATIONS),
         help="symmetries of the real crops: d4 = a random rotation/mirror of the square per "
@@ -206,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
         stop_patience=args.stop_patience,
         stop_min_iterations=args.stop_min_iterations,
         histogram_weight=args.histogram_weight,
+        orientation_weight=args.orientation_weight,
+        calibrate_phases=args.calibrate_phases,
     )
     given = {k for k, v in overrides.items() if v is not None}
     preset = get_preset(args.preset)

@@ -40,11 +40,11 @@ from microlib.slicegan.stages import check_hidden_stage, check_output_noise, che
 
 PARAMS_JSON_FORMAT = "microlib-slicegan-params"
 # version 2 adds g_output_stage, version 3 its "resize_trilinear" value, version 4
-# g_hidden_stage ("blur"), version 5 g_output_noise; each file is
+# g_hidden_stage ("blur"), version 5 g_output_noise, version 6 phase_bias; each file is
 # written with the lowest version that describes it (transposed stage 1, resize 2), so
 # older readers keep reading what they can, and refuse (version check) what they would
 # misread
-PARAMS_JSON_VERSION = 5
+PARAMS_JSON_VERSION = 6
 _STAGE_VERSION = {"transpose": 1, "resize": 2, "resize_trilinear": 3}
 _HIDDEN_VERSION = {"transpose": 1, "blur": 4}
 IMAGE_TYPES = ("nphase", "grayscale", "colour")
@@ -198,6 +198,9 @@ class ModelParams:
     g_output_noise: bool = False
     # family (AdaIN-conditioned) generators: kind, code length, code range, members' codes
     conditional: dict[str, Any] | None = None
+    # n-phase: per-phase offsets added to the logits before the argmax, with the record of
+    # their fit (microlib.train.phase_bias); None: plain argmax
+    phase_bias: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_output_stage(self.g_output_stage, self.gk[-1], self.gs[-1], self.gp[-1], self.name)
@@ -220,6 +223,17 @@ class ModelParams:
             raise MicrolibError(
                 f"n-phase generator needs >= 2 output channels, has {self.nc}", entry=self.name
             )
+        if self.phase_bias is not None:
+            off = self.phase_bias.get("offsets")
+            if self.image_type != "nphase" or not isinstance(off, list) or len(off) != self.nc:
+                raise MicrolibError(
+                    f"phase_bias needs {self.nc} offsets of an n-phase generator", entry=self.name
+                )
+
+    @property
+    def phase_offsets(self) -> list[float] | None:
+        """Per-phase logit offsets applied before the argmax, or None."""
+        return [float(v) for v in self.phase_bias["offsets"]] if self.phase_bias else None
 
     @property
     def nz(self) -> int:
@@ -306,6 +320,7 @@ class ModelParams:
                 _STAGE_VERSION[self.g_output_stage],
                 _HIDDEN_VERSION[self.g_hidden_stage],
                 5 if self.g_output_noise else 1,
+                6 if self.phase_bias else 1,
             ),
             "name": self.name,
             "image_type": self.image_type,
@@ -340,6 +355,7 @@ class ModelParams:
             "source": self.source,
             "versions": self.versions,
             **({"conditional": self.conditional} if self.conditional else {}),
+            **({"phase_bias": self.phase_bias} if self.phase_bias else {}),
             "finished": bool(self.finished),
         }
 
@@ -381,6 +397,7 @@ class ModelParams:
                 g_hidden_stage=str(d.get("g_hidden_stage", "transpose")),
                 g_output_noise=bool(d.get("g_output_noise", False)),
                 conditional=dict(d["conditional"]) if d.get("conditional") else None,
+                phase_bias=dict(d["phase_bias"]) if d.get("phase_bias") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(

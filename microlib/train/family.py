@@ -100,7 +100,7 @@ class FamilyTrainer:
         check_augment(p)
         # output noise and the histogram term are a single-entry generator's: a family run
         # trains without them
-        preset = p = p.replace(g_output_noise=False, histogram_weight=0.0)
+        preset = p = p.replace(g_output_noise=False, histogram_weight=0.0, orientation_weight=0.0)
         self.members, self.preset, self.seed = members, preset, int(seed)
         self.codes = [float(c) for c in codes]
         self.code_dim, self.code_hidden = int(code_dim), int(code_hidden)

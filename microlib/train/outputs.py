@@ -92,6 +92,7 @@ def write_model_files(
     training: dict,
     images: list[Path],
     arrays: list[np.ndarray],
+    phase_bias: dict | None = None,
 ) -> ModelParams:
     """Write ``NAME_Gen.pt`` (the generator of :meth:`SliceGANTrainer.generator_for_eval`,
     original layout), the critics and ``NAME_params.data``; return the finished
@@ -144,6 +145,7 @@ def write_model_files(
         g_output_stage=preset.g_output_stage,
         g_hidden_stage=preset.g_hidden_stage,
         g_output_noise=preset.g_output_noise,
+        phase_bias=phase_bias,
     )
     # written for the layer lists even for a resize stage; only params.json records that
     write_params_data(out / f"{name}_params.data", params.original_layers())

@@ -46,6 +46,7 @@ from microlib.train.monitor import (
 )
 from microlib.train.optim import Optimisations
 from microlib.train.outputs import read_training_input, write_model_files
+from microlib.train.phase_bias import phase_bias_record
 from microlib.train.trainer import SliceGANTrainer
 
 log = logging.getLogger("microlib.train")
@@ -113,6 +114,10 @@ def monitor_interval(preset: Preset, log_every: int) -> int:
 
 
 # --------------------------------------------------------------------------- run
+
+
+def _fmt(values) -> str:
+    return ", ".join(f"{float(v):.3f}" for v in values)
 
 
 def train_run(cfg: TrainConfig) -> int:
@@ -240,8 +245,33 @@ def train_run(cfg: TrainConfig) -> int:
             "critic_axes": "critic key i judges slices normal to volume axis i "
             "(0 = TIFF Z = original SliceGAN x)",
         }
+        bias = None
+        if preset.calibrate_phases and image_type == "nphase":
+            p = preset
+            bias = phase_bias_record(
+                trainer.generator_for_eval(),
+                p.nz,
+                p.gk,
+                p.gs,
+                p.gp,
+                tset.sources,
+                tset.nc,
+                trainer.device,
+            )
+            pairs = zip(bias["raw_vf"], bias["target_vf"], strict=True)
+            worst = max(abs(a - b) for a, b in pairs)
+            log.info(
+                "%s: phase offsets [%s] bring the fractions [%s] to [%s] (images [%s]; "
+                "%.2f points off without)",
+                name,
+                _fmt(bias["offsets"]),
+                _fmt(bias["raw_vf"]),
+                _fmt(bias["fitted_vf"]),
+                _fmt(bias["target_vf"]),
+                100.0 * worst,
+            )
         return write_model_files(
-            out, name, trainer, image_type, meta0, vox, training, images, arrays
+            out, name, trainer, image_type, meta0, vox, training, images, arrays, bias
         )
 
     return loop.finish(write_model)

@@ -44,6 +44,7 @@ from microlib.train.optim import (
     restore_rng,
     run_defining_preset,
 )
+from microlib.train.orientation import orientation_loss
 
 TRAIN_STATE_FORMAT = "microlib-slicegan-train/1"
 # latent batches re-estimating the averaged generator's BatchNorm statistics (2: vf 10 pts off)
@@ -206,6 +207,7 @@ class SliceGANTrainer:
             colour = tset.image_type == "colour"
             pixels = [self._encode(pixel_rows(r, colour)) for r in self._reals]
             self._hist_targets = quantile_targets(pixels, p.g_batch_size * p.l**3)
+        self._orient_mean: torch.Tensor | None = None  # the isotropy term's running mean
         self.iteration = 0
         self._acc = torch.zeros(4, device=self.device)
         self._acc_n = torch.zeros(2, device=self.device)  # critic steps, generator steps
@@ -434,6 +436,9 @@ class SliceGANTrainer:
                 if self._hist_targets is not None:
                     hist = quantile_loss(fake, self._hist_targets)
                     loss = loss + self.preset.histogram_weight * hist
+                if p.orientation_weight and not self.tset.anisotropic:
+                    iso, self._orient_mean = orientation_loss(fake, self._orient_mean)
+                    loss = loss + p.orientation_weight * iso
             loss.backward()
             self.opt_g.step()
             if self.ema is not None:
@@ -493,6 +498,9 @@ class SliceGANTrainer:
             "acc": torch.cat([self._acc, self._acc_n]).detach().cpu(),
             "host_acc": [float(x) for x in self._host_acc],
             "ema": self.ema.state_dict() if self.ema is not None else {},
+            "orient_mean": (
+                self._orient_mean.detach().cpu() if self._orient_mean is not None else None
+            ),
         }
 
     def load_state_dict(self, state: dict) -> list[str]:
@@ -529,6 +537,8 @@ class SliceGANTrainer:
         self._host_acc = [ha[0], ha[1], ha[2], ha[3], int(ha[4]), int(ha[5])]
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        om = state.get("orient_mean")
+        self._orient_mean = om.to(self.device) if om is not None else None
         self.iteration = int(state["iteration"])
         return notes
 
