@@ -108,7 +108,8 @@
     times the image's); smoothed, 003 1.05 and 011 1.07, no flag, but the per-batch
     version pushed 005 (large straight-edged grains, few per batch) to ragged boundaries,
     surface area 59-71 % over its image's in three variants; the running-mean version
-    kept 005 at 18.6 %. And phase-fraction calibration (``calibrate_phases``,
+    kept 005 at 18.6 % (in the demo run 43 %, flagged; 003 lattice 1.43, flagged, the
+    other three clean: see the README). And phase-fraction calibration (``calibrate_phases``,
     :mod:`microlib.train.phase_bias`): the same trained nets, re-generated with offsets
     fitted on two 128^3 calibration cubes, vf error 3.14 -> 0.87 (003), 8.50 -> 3.61 (005),
     3.24 -> 1.59 points (008); a fitting costs about 5 s per entry on one core. 005's

@@ -159,7 +159,7 @@ class GeneratorEMA:
 
     def state_dict(self) -> dict:
         """The averaged parameters only: the BatchNorm statistics are derived from them."""
-        return {k: v.detach().cpu().contiguous() for k, v in self.net.named_parameters()}
+        return {k: snapshot(v) for k, v in self.net.named_parameters()}
 
     @torch.no_grad()
     def load_state_dict(self, sd: dict) -> None:
@@ -205,9 +205,15 @@ def run_defining_preset(preset: Preset) -> dict:
     }
 
 
+def snapshot(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of ``t``: on a CPU run ``.cpu()`` alone would return the live
+    tensor, and a state kept in memory would then move on with the next step."""
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
 def module_state_cpu(sd: dict) -> dict:
-    """A module's state dict as contiguous CPU tensors (``weights_only``-loadable)."""
-    return {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v) for k, v in sd.items()}
+    """A module's state dict as contiguous CPU copies (``weights_only``-loadable)."""
+    return {k: (snapshot(v) if torch.is_tensor(v) else v) for k, v in sd.items()}
 
 
 def restore_rng(rng: torch.Generator, state: dict, seed: int, device: torch.device) -> list[str]:
@@ -241,7 +247,7 @@ def keep_impl_flags(saved: dict, opt: torch.optim.Optimizer) -> dict:
 
 def opt_state_cpu(sd: dict) -> dict:
     state = {
-        k: {n: (t.detach().cpu() if torch.is_tensor(t) else t) for n, t in v.items()}
+        k: {n: (snapshot(t) if torch.is_tensor(t) else t) for n, t in v.items()}
         for k, v in sd["state"].items()
     }
     return {"state": state, "param_groups": sd["param_groups"]}

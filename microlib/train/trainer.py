@@ -43,6 +43,7 @@ from microlib.train.optim import (
     opt_state_cpu,
     restore_rng,
     run_defining_preset,
+    snapshot,
 )
 from microlib.train.orientation import orientation_loss
 
@@ -495,12 +496,10 @@ class SliceGANTrainer:
             "rng_state": self.rng.get_state(),
             "rng_device": self.device.type,
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
-            "acc": torch.cat([self._acc, self._acc_n]).detach().cpu(),
+            "acc": snapshot(torch.cat([self._acc, self._acc_n])),
             "host_acc": [float(x) for x in self._host_acc],
             "ema": self.ema.state_dict() if self.ema is not None else {},
-            "orient_mean": (
-                self._orient_mean.detach().cpu() if self._orient_mean is not None else None
-            ),
+            "orient_mean": (snapshot(self._orient_mean) if self._orient_mean is not None else None),
         }
 
     def load_state_dict(self, state: dict) -> list[str]:
