@@ -12,7 +12,7 @@ import numpy as np
 
 from microlib import io as mio
 from microlib.errors import MicrolibError
-from microlib.slicegan.networks import generator_state_for_original
+from microlib.slicegan.networks import Generator, generator_state_for_original
 from microlib.slicegan.params import (
     ModelParams,
     first_line,
@@ -93,14 +93,16 @@ def write_model_files(
     images: list[Path],
     arrays: list[np.ndarray],
     phase_bias: dict | None = None,
+    net: Generator | None = None,
 ) -> ModelParams:
     """Write ``NAME_Gen.pt`` (the generator of :meth:`SliceGANTrainer.generator_for_eval`,
-    original layout), the critics and ``NAME_params.data``; return the finished
-    :class:`ModelParams` for ``NAME_params.json`` (written last by the caller)."""
+    original layout; or ``net``, that generator already built), the critics and
+    ``NAME_params.data``; return the finished :class:`ModelParams` for
+    ``NAME_params.json`` (written last by the caller)."""
     tset, preset = trainer.tset, trainer.preset
     save_weights(
         out / f"{name}_Gen.pt",
-        generator_state_for_original(trainer.generator_for_eval()),
+        generator_state_for_original(net if net is not None else trainer.generator_for_eval()),
     )
     critic_files = (
         [f"{name}_Disc.pt", f"{name}_Disc_y.pt", f"{name}_Disc_z.pt"]

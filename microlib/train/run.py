@@ -245,11 +245,13 @@ def train_run(cfg: TrainConfig) -> int:
             "critic_axes": "critic key i judges slices normal to volume axis i "
             "(0 = TIFF Z = original SliceGAN x)",
         }
+        # built once: with EMA each call re-estimates the BatchNorm statistics
+        net = trainer.generator_for_eval()
         bias = None
         if preset.calibrate_phases and image_type == "nphase":
             p = preset
             bias = phase_bias_record(
-                trainer.generator_for_eval(),
+                net,
                 p.nz,
                 p.gk,
                 p.gs,
@@ -271,7 +273,7 @@ def train_run(cfg: TrainConfig) -> int:
                 100.0 * worst,
             )
         return write_model_files(
-            out, name, trainer, image_type, meta0, vox, training, images, arrays, bias
+            out, name, trainer, image_type, meta0, vox, training, images, arrays, bias, net
         )
 
     return loop.finish(write_model)
