@@ -22,7 +22,7 @@ from microlib.slicegan.networks import generator_geometry, generator_output_size
 # latents of the calibration volume come from their own stream, never a generation seed
 CALIBRATION_SEED = 917_203
 # voxels generated for the fit: two 128^3 cubes' worth, so a cube-to-cube swing of a
-# coarse structure averages out; the fit reads an evenly strided subset of them
+# coarse structure averages out; the fit reads a random subset of FIT_VOXELS of them
 CALIBRATION_VOXELS = 2 * 128**3
 FIT_VOXELS = 1 << 20
 
@@ -38,6 +38,16 @@ def target_fractions(sources: list[np.ndarray], nc: int) -> np.ndarray:
     for a in sources:
         counts += np.bincount(np.asarray(a).ravel(), minlength=nc)[:nc]
     return counts / max(counts.sum(), 1.0)
+
+
+def label_fractions(logits: torch.Tensor, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Phase fractions of ``argmax(logits + offsets)`` over the ``N`` voxels of ``(nc, N)``
+    logits (no offsets: the plain argmax)."""
+    x = logits.float()
+    if offsets is not None:
+        x = x + torch.as_tensor(offsets, dtype=x.dtype, device=x.device)[:, None]
+    counts = torch.bincount(x.argmax(0), minlength=x.shape[0])
+    return counts.double().cpu().numpy() / x.shape[1]
 
 
 def fit_phase_bias(
@@ -69,12 +79,6 @@ def fit_phase_bias(
     nc, n = x.shape
     tgt = np.clip(np.asarray(target, dtype=np.float64), 0.0, 1.0)
     b = np.zeros(nc)
-
-    def fractions(b: np.ndarray) -> np.ndarray:
-        shifted = x + torch.as_tensor(b, dtype=x.dtype, device=x.device)[:, None]
-        lab = shifted.argmax(0)
-        return torch.bincount(lab, minlength=nc).double().cpu().numpy() / n
-
     for _ in range(max_sweeps):
         for k in range(nc):
             others = x + torch.as_tensor(b, dtype=x.dtype, device=x.device)[:, None]
@@ -91,7 +95,7 @@ def fit_phase_bias(
                 hi = float(torch.kthvalue(margin, m + 1).values)
                 b[k] = 0.5 * (lo + hi)
         b -= b.mean()
-        f = fractions(b)
+        f = label_fractions(x, b)
         if float(np.abs(f - tgt).max()) < tol:
             break
     return b, f
@@ -153,7 +157,7 @@ def phase_bias_record(
     """
     target = target_fractions(sources, nc)
     logits = calibration_logits(net, nz, gk, gs, gp, device)
-    raw = torch.bincount(logits.argmax(0), minlength=nc).double().numpy() / logits.shape[1]
+    raw = label_fractions(logits)
     offsets, fitted = fit_phase_bias(logits, target)
     return {
         "offsets": [round(float(v), 6) for v in offsets],

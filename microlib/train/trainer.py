@@ -496,7 +496,7 @@ class SliceGANTrainer:
             "rng_state": self.rng.get_state(),
             "rng_device": self.device.type,
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
-            "acc": snapshot(torch.cat([self._acc, self._acc_n])),
+            "acc": torch.cat([self._acc, self._acc_n]).detach().cpu(),  # cat copies
             "host_acc": [float(x) for x in self._host_acc],
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "orient_mean": (snapshot(self._orient_mean) if self._orient_mean is not None else None),
