@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 
 import numpy as np
 from scipy import ndimage
 
 from microlib import io as mio
-from microlib.benchmarks.fidelity import build_candidates
+from microlib.benchmarks.fidelity import Entry, build_candidates, compare
 from microlib.cli import main
 
 _FIELDS = ["name", "entry", "category", "corr_len_x_px", "corr_len_y_px", "notes"]
@@ -86,3 +87,24 @@ def test_baseline_keeps_the_first_demo_net_for_every_image_type():
             "transpose",
         )
     assert demo.for_image_type("grayscale").g_hidden_stage == "blur"
+
+
+def test_grey_entries_are_compared_on_structure_not_pixel_noise():
+    """A noise-free volume of the same grains as a noisy micrograph: the raw threshold
+    counts the noise as interfaces, the denoised comparison does not."""
+    rng = np.random.default_rng(1)
+    grains = ndimage.gaussian_filter(rng.standard_normal((48, 96, 96)), 4)
+    grains = np.where(grains > 0, 170.0, 80.0)
+    clean = ndimage.gaussian_filter(grains, 0.7)
+    noisy = np.clip(clean[24] + rng.normal(0, 25, clean[24].shape), 0, 255).astype(np.uint8)
+    entry = Entry("g", "grayscale", noisy)
+    rec = compare(entry, np.round(clean).astype(np.uint8))
+    assert rec["sa_raw_pct"] > 40, rec
+    assert rec["sa_pct"] < 15, rec
+    # one slice's fraction differs from the volume's by sampling alone; noise adds little
+    truth = 100 * abs((grains[24] > 125).mean() - (grains > 125).mean())
+    assert abs(rec["vf_pts"] - truth) < 1.0, (rec, truth)
+    # the n-phase comparison is untouched: labels as they are, no raw column
+    two = (grains[24] > 100).astype(np.uint8)
+    rec2 = compare(Entry("t", "nphase", two), (grains > 100).astype(np.uint8))
+    assert math.isnan(rec2["sa_raw_pct"]) and rec2["sa_pct"] < 15, rec2

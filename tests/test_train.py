@@ -982,7 +982,9 @@ def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tm
     vol = tmp_path / "v.tif"
     rc = main(["generate", str(out), "--size", "40", "--out", str(vol), "--tile", "16"])
     assert rc == 0
-    assert np.array_equal(read_tif(vol), synthesise(net, params, 40, seed=0))
+    # the same tiles as the command: the calibration puts a phase boundary inside the
+    # logits' bulk, so another tiling's float rounding may flip a near-tied voxel
+    assert np.array_equal(read_tif(vol), synthesise(net, params, 40, seed=0, tile=16))
     # a grey image trains the blurred variant, and generates through the same command
     rng = np.random.default_rng(1)
     img = ndimage.gaussian_filter(rng.random((48, 48)), 2)

@@ -25,8 +25,13 @@ no EMA, constant lr, 300 iterations), ``demo`` (today's ``demo``
 preset as it is) and ``preset`` (``--preset`` at ``--iterations``, run when ``--preset`` is
 given). A candidate with ``calibrate_phases`` fits its phase offsets after training (inside
 the training time) and generates with them, as ``microlib generate`` would. Volume
-fraction, surface area and S2 of grayscale entries are compared after
-thresholding both at the 2D image's Otsu level. The real data live outside the repository
+fraction, surface area and S2 of grayscale entries are compared after a Gaussian
+denoise of both (``GREY_DENOISE_SIGMA``) and thresholding both at the denoised 2D image's
+Otsu level: thresholding a raw micrograph counts its pixel noise as interfaces (on 217,
+whose grains are ~70 px across, a 1 px Gaussian removes 55 % of the raw threshold's
+interface pixels and moves its fraction 1.5 points), and a generator that reproduced that
+noise would not be a better microstructure. The raw threshold's surface-area error is
+reported beside it (``sa_raw_pct``). The real data live outside the repository
 (``--realdata``, default ``../shared/realdata``); without them the benchmark says so and
 exits 0. Rows are printed, and ``results.json`` and the montage rewritten, after every
 entry, so an interrupted run keeps what it finished.
@@ -43,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from microlib import io as mio
 from microlib import validate as V
@@ -75,6 +81,9 @@ BASELINE = {
     "lr_schedule": "constant",
     "iterations": 300,
 }
+
+#: Gaussian sigma (pixels / voxels) applied to grey images and volumes before thresholding
+GREY_DENOISE_SIGMA = 1.0
 
 _REPO = Path(__file__).resolve().parents[2]
 _DEFAULT_REALDATA = _REPO.parent / "shared" / "realdata"
@@ -292,11 +301,22 @@ def _generate(
 # --------------------------------------------------------------------------- compare
 
 
-def _binarise(entry: Entry, a: np.ndarray) -> np.ndarray:
-    """Labels of ``a``: as they are (n-phase), else above the 2D image's Otsu level."""
+def _denoise(a: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return np.asarray(a)
+    return np.round(ndimage.gaussian_filter(np.asarray(a, np.float32), sigma)).astype(np.uint8)
+
+
+def _binarise(entry: Entry, a: np.ndarray, sigma: float = GREY_DENOISE_SIGMA) -> np.ndarray:
+    """Labels of ``a``: as they are (n-phase), else, after a Gaussian of ``sigma`` on ``a``
+    and on the 2D image alike, above the denoised 2D image's Otsu level."""
     if entry.kind == "nphase":
         return a
-    return (a > _otsu(entry.image)).astype(np.uint8)
+    return (_denoise(a, sigma) > _otsu(_denoise(entry.image, sigma))).astype(np.uint8)
+
+
+def _sa_error(sa2: float, sa3: float) -> float:
+    return float(100 * abs(sa3 - sa2) / sa2) if sa2 > 0 else math.nan
 
 
 def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
@@ -313,7 +333,8 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     dict
         ``vf_pts``, ``vf_pct``, ``sa_pct``, ``s2_err``, ``aniso_2d``, ``aniso_3d``,
         ``orient_2d``, ``orient_3d``, ``cb_2d``, ``cb_3d``, ``cb_ratio``, ``lattice_ratio``
-        (see the module docstring).
+        (see the module docstring); grey entries also ``sa_raw_pct``, the surface-area
+        error of both thresholded without the denoise.
     """
     lab2, lab3 = _binarise(entry, entry.image), _binarise(entry, volume)
     n = int(max(lab2.max(), lab3.max())) + 1 if entry.kind == "nphase" else 2
@@ -328,10 +349,17 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     aniso = V.anisotropy if n_phases else V.grey_anisotropy
     cb2 = V.checkerboard_score(entry.image, n_phases=n_phases)
     cb3 = V.checkerboard_score(volume, n_phases=n_phases)
+    sa_raw = math.nan
+    if entry.kind != "nphase":
+        raw2, raw3 = _binarise(entry, entry.image, 0.0), _binarise(entry, volume, 0.0)
+        sa_raw = _sa_error(
+            V.surface_area_density(raw2, 2)["total"], V.surface_area_density(raw3, 2)["total"]
+        )
     return {
         "vf_pts": float(100 * np.max(np.abs(vf2 - vf3))),
         "vf_pct": float(np.mean(100 * np.abs(vf2 - vf3)[present] / vf2[present])),
-        "sa_pct": float(100 * abs(sa3 - sa2) / sa2) if sa2 > 0 else math.nan,
+        "sa_pct": _sa_error(sa2, sa3),
+        "sa_raw_pct": sa_raw,
         "s2_err": V.s2_curve_error(s2_2, s2_3),
         "aniso_2d": aniso(entry.image),
         "aniso_3d": aniso(volume),
@@ -354,6 +382,7 @@ _COLS = [
     ("vf_pts", "vf pts", "{:7.2f}"),
     ("vf_pct", "vf %", "{:7.1f}"),
     ("sa_pct", "SA %", "{:7.1f}"),
+    ("sa_raw_pct", "SAraw %", "{:7.1f}"),
     ("s2_err", "S2 err", "{:7.3f}"),
     ("aniso_3d", "aniso3D", "{:7.2f}"),
     ("orient_3d", "orient3D", "{:8.2f}"),
@@ -378,11 +407,15 @@ def _tile(a: np.ndarray, kind: str, edge: int) -> np.ndarray:
     return pad
 
 
+def _mean(values: list[float]) -> float:
+    """Mean of the values that are not nan (a column only grey entries fill is nan
+    elsewhere); an infinite anisotropy keeps the mean infinite."""
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.mean(known)) if known else math.nan
+
+
 def _means(recs: list[dict]) -> dict[str, float]:
-    with np.errstate(all="ignore"):
-        return {
-            k: float(np.nanmean([r[k] for r in recs])) if recs else math.nan for k, _, _ in _COLS
-        }
+    return {k: _mean([r.get(k, math.nan) for r in recs]) for k, _, _ in _COLS}
 
 
 def _save(out: Path, candidates: list[Candidate], results: dict, montage_rows: list) -> None:
@@ -452,6 +485,10 @@ def run(args: argparse.Namespace) -> int:
         print(_row(c.name, _means(results[c.name])))
     ref = MICROLIB_REPORTED
     print(f"  {'MicroLib reported':<28}{'':>8}{ref['vf_pct']:7.1f} {ref['sa_pct']:7.1f}")
+    print(
+        f"  (SAraw: grey entries only, both thresholded without the {GREY_DENOISE_SIGMA:g} px "
+        "denoise; their SA column is after it)"
+    )
     print(
         f"\nmontage (row: 2D crop, then z/y/x mid slices per candidate at the same "
         f"pixel scale): {out / 'montage.png'}; results: {out / 'results.json'}"

@@ -119,6 +119,23 @@
     cube-to-cube swing stays (a 128^3 cube holds six of its grains across): one run's
     calibration volume was 1.5 points off before the offsets and its seed-0 cube 11.8
     after.
+    The isotropy term now reads two scales (the 2-voxel Gaussian and the raw output) and
+    tolerates a coherence of 0.05 (:mod:`microlib.train.orientation`): on the real 784
+    and 760 (1-4 px needles) the smoothed scale alone let the generator put all its fine
+    texture in sheets normal to one axis (3D anisotropy 1.65 and 1.31; 1.31 and 1.26 now,
+    one seed each), and the tolerance keeps it from buying isotropy with ragged
+    boundaries where there is little to correct (017 surface area 31 -> 3.8 % off).
+    Grey entries stay weak at this budget, and no layer choice tried fixed them (real
+    319, 2 px texture, and 217, grains of ~70 px, 128^3, seed 0): with blurred hidden
+    layers the cube's features come out about three times too coarse (surface area,
+    after a 1 px denoise of both, 72 % and 49 % off); with SliceGAN's transposed hidden
+    layers 3.4 % and 2.7 %, but through a texture with a visible lattice of period 4
+    voxels (lattice score 7.9 and 119 times the images') and no grain boundaries; with
+    resize-convolutions (x2 trilinear, k3) as hidden layers, 69 % (319). The same
+    resize hidden layers on the n-phase 760 and 784 removed their lattice (5-8 times
+    the images' with transposed layers; 1.03 and 0.97) but drew features too coarse
+    (surface area 68 % and 72 % under): at this budget a smooth upsampling path does
+    not reach the finest features, and the transposed one reaches them with a grid.
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib
