@@ -307,12 +307,16 @@ def _denoise(a: np.ndarray, sigma: float) -> np.ndarray:
     return np.round(ndimage.gaussian_filter(np.asarray(a, np.float32), sigma)).astype(np.uint8)
 
 
-def _binarise(entry: Entry, a: np.ndarray, sigma: float = GREY_DENOISE_SIGMA) -> np.ndarray:
-    """Labels of ``a``: as they are (n-phase), else, after a Gaussian of ``sigma`` on ``a``
-    and on the 2D image alike, above the denoised 2D image's Otsu level."""
+def _labels(
+    entry: Entry, volume: np.ndarray, sigma: float = GREY_DENOISE_SIGMA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of the 2D image and of ``volume``: as they are (n-phase), else, after a
+    Gaussian of ``sigma`` on both alike, above the denoised 2D image's Otsu level."""
     if entry.kind == "nphase":
-        return a
-    return (_denoise(a, sigma) > _otsu(_denoise(entry.image, sigma))).astype(np.uint8)
+        return entry.image, volume
+    image = _denoise(entry.image, sigma)
+    level = _otsu(image)
+    return (image > level).astype(np.uint8), (_denoise(volume, sigma) > level).astype(np.uint8)
 
 
 def _sa_error(sa2: float, sa3: float) -> float:
@@ -336,7 +340,7 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
         (see the module docstring); grey entries also ``sa_raw_pct``, the surface-area
         error of both thresholded without the denoise.
     """
-    lab2, lab3 = _binarise(entry, entry.image), _binarise(entry, volume)
+    lab2, lab3 = _labels(entry, volume)
     n = int(max(lab2.max(), lab3.max())) + 1 if entry.kind == "nphase" else 2
     vf2, vf3 = V.volume_fractions(lab2, n), V.volume_fractions(lab3, n)
     present = vf2 > 0
@@ -351,7 +355,7 @@ def compare(entry: Entry, volume: np.ndarray) -> dict[str, float]:
     cb3 = V.checkerboard_score(volume, n_phases=n_phases)
     sa_raw = math.nan
     if entry.kind != "nphase":
-        raw2, raw3 = _binarise(entry, entry.image, 0.0), _binarise(entry, volume, 0.0)
+        raw2, raw3 = _labels(entry, volume, 0.0)
         sa_raw = _sa_error(
             V.surface_area_density(raw2, 2)["total"], V.surface_area_density(raw3, 2)["total"]
         )
