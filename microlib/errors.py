@@ -58,6 +58,13 @@ _PATH_NAMES = ("path", "filename", "file", "fp", "fh", "f", "p", "src")
 _MAX_DETAIL = 200
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """First line of an exception's message, or its type name when the message is empty
+    (``str(EOFError())`` is ``''``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def _one_line(text: str) -> str:
     """Collapse line breaks so a message never spans lines in a log."""
     return re.sub(r"\s*\n\s*", " ", text).strip()

@@ -188,6 +188,30 @@ def iter_z_slabs(
     progress : callable(done, total), optional
         Called after each tile.
     """
+    if plan.inner is not None:
+        yield from _upsampled_slabs(net, params, plan, seed, device, tile_cells, progress)
+        return
+    yield from _slabs(
+        net, params, plan, seed, device, tile_cells, progress, lambda x: _decode(x, params)
+    )
+
+
+def _channels_last_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Raw logits ``(1, nc, a, b, c)`` -> float32 ``(a, b, c, nc)``."""
+    return logits[0].float().permute(1, 2, 3, 0)
+
+
+def _slabs(
+    net: Generator,
+    params: ModelParams,
+    plan: GenerationPlan,
+    seed: int,
+    device: str | torch.device | None,
+    tile_cells: Sequence[int] | None,
+    progress: Callable[[int, int], None] | None,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+) -> Iterator[np.ndarray]:
+    """Z slabs of ``decode(logits)`` (``(a, b, c, ...)`` per tile) over ``plan``'s volume."""
     dev = torch.device(device) if device is not None else next(net.parameters()).device
     g = plan.geometry
     if tile_cells is None:
@@ -195,7 +219,6 @@ def iter_z_slabs(
     fused = fused_generator(net, dev)
     layout = memory_format_for(dev)
     z = make_latent(plan, params.nz, seed)
-    rgb = params.image_type == "colour"
     noisy = fused.noise_weight is not None
     period = [
         g.stride * (m - g.halo) if p else None
@@ -211,18 +234,10 @@ def iter_z_slabs(
             noise = noise_field(seed, start, shape, period).to(dev, non_blocking=True)
         return fused(zz.to(dev, non_blocking=True).contiguous(memory_format=layout), noise)
 
-    def modes():
-        # entered per tile, never held across a yield: the consumer runs in between
-        stack = contextlib.ExitStack()
-        if dev.type == "cuda":
-            stack.enter_context(_cuda_flags())
-        stack.enter_context(torch.inference_mode())
-        return stack
-
     if not g.exact_tiles:
         # borders depend on the latent edge: one pass over the whole latent, then crop
-        with modes():
-            out = _decode(run(z, (0, 0, 0)), params)
+        with _modes(dev):
+            out = decode(run(z, (0, 0, 0)))
             out = out[: plan.size[0], : plan.size[1], : plan.size[2]].cpu().numpy()
         if progress:
             progress(1, 1)
@@ -232,19 +247,86 @@ def iter_z_slabs(
     total = math.prod(len(b) for b in blocks)
     done = 0
     for za, zc, zo0, zo1 in blocks[0]:
-        slab_shape = (zo1 - zo0, plan.size[1], plan.size[2]) + ((3,) if rgb else ())
-        slab = np.empty(slab_shape, dtype=np.uint8)
+        slab = None
         for ya, yc, yo0, yo1 in blocks[1]:
             for xa, xc, xo0, xo1 in blocks[2]:
                 zz = z[:, :, za : za + zc + g.halo, ya : ya + yc + g.halo, xa : xa + xc + g.halo]
-                with modes():
-                    out = _decode(run(zz, (za, ya, xa)), params)
-                    out = out[: zo1 - zo0, : yo1 - yo0, : xo1 - xo0]
-                    slab[:, yo0:yo1, xo0:xo1] = out.cpu().numpy()
+                with _modes(dev):
+                    out = decode(run(zz, (za, ya, xa)))
+                    out = out[: zo1 - zo0, : yo1 - yo0, : xo1 - xo0].cpu().numpy()
+                if slab is None:
+                    shape = (zo1 - zo0, plan.size[1], plan.size[2]) + out.shape[3:]
+                    slab = np.empty(shape, dtype=out.dtype)
+                slab[:, yo0:yo1, xo0:xo1] = out
                 done += 1
                 if progress:
                     progress(done, total)
         yield slab
+
+
+def _modes(dev: torch.device) -> contextlib.ExitStack:
+    """Inference mode (and the CUDA flags), entered per tile: never held across a yield,
+    where the consumer runs."""
+    stack = contextlib.ExitStack()
+    if dev.type == "cuda":
+        stack.enter_context(_cuda_flags())
+    stack.enter_context(torch.inference_mode())
+    return stack
+
+
+#: output slices upsampled at once by a generator trained at a lower resolution
+UPSAMPLE_CHUNK = 32
+
+
+def _upsampled_slabs(
+    net: Generator,
+    params: ModelParams,
+    plan: GenerationPlan,
+    seed: int,
+    device: str | torch.device | None,
+    tile_cells: Sequence[int] | None,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[np.ndarray]:
+    """Z slabs of a generator trained at ``1 / plan.scale`` resolution.
+
+    The generator's logits over the inner plan (one voxel beyond each end of a
+    non-periodic axis, wrapped around a periodic one) are upsampled trilinearly by the
+    scale, a chunk of slices at a time, and decoded: the boundaries are the smooth level
+    sets of the interpolated logits rather than blocks. With ``align_corners=False`` an
+    output voxel reads its two nearest inner voxels per axis, so the chunks, each cut
+    with one inner voxel of context on both sides, give exactly the whole volume's
+    upsampling. The generator's whole low-resolution output is held in memory
+    (``nc`` floats per inner voxel: at scale 2, half a float per output voxel per phase).
+    """
+    f, inner = plan.scale, plan.inner
+    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    low = np.concatenate(
+        list(_slabs(net, params, inner, seed, device, tile_cells, progress, _channels_last_logits)),
+        axis=0,
+    )
+    x = torch.from_numpy(low).permute(3, 0, 1, 2)[None]
+    del low
+    for axis, p in enumerate(plan.periodic):
+        if p:
+            d = 2 + axis
+            x = torch.cat([x.narrow(d, x.shape[d] - 1, 1), x, x.narrow(d, 0, 1)], d)
+    ny, nx, z_hi = plan.size[1], plan.size[2], f + plan.size[0]
+    step = max(1, UPSAMPLE_CHUNK // f)
+    a = 1
+    while f * a < z_hi:
+        b = min(a + step, x.shape[2] - 1)
+        with _modes(dev):
+            up = torch.nn.functional.interpolate(
+                x[:, :, a - 1 : b + 1].to(dev),
+                scale_factor=f,
+                mode="trilinear",
+                align_corners=False,
+            )
+            # up[j] is output voxel f (a - 1) + j; keep those in [f a, f b) and the volume
+            o0, o1 = max(f * a, f), min(f * b, z_hi)
+            part = up[:, :, o0 - f * (a - 1) : o1 - f * (a - 1), f : f + ny, f : f + nx]
+            yield _decode(part, params).cpu().numpy()
+        a = b
 
 
 def _cuda_flags():
@@ -304,11 +386,13 @@ def resolve_tile(
     max_memory_gb: float | None,
 ) -> tuple[int, int, int]:
     """Tile (core latent cells) from an explicit ``tile`` or a memory budget."""
+    inner = plan.network
     if tile is not None:
-        return tile_from_voxels(plan, tile)
+        edge = parse_size(tile if not isinstance(tile, int | np.integer) else int(tile))
+        return tile_from_voxels(inner, [-(-int(v) // plan.scale) for v in edge])
     dev = torch.device(device) if device is not None else next(net.parameters()).device
     budget = int(max_memory_gb * (1 << 30)) if max_memory_gb else default_memory_budget(dev)
-    return choose_tile(net, plan, budget, dev)
+    return choose_tile(net, inner, budget, dev)
 
 
 def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
@@ -337,6 +421,7 @@ def volume_meta(params: ModelParams, plan: GenerationPlan, seed: int) -> dict:
                 "lf": list(plan.latent),
                 "size": list(plan.size),
                 "periodic": list(plan.periodic),
+                **({"scale": plan.scale} if plan.scale > 1 else {}),
             },
         }
     )
@@ -418,9 +503,10 @@ def generate_to_tif(
             photometric="rgb" if rgb else "minisblack",
             **kwargs,
         )
-    g = plan.geometry
+    net_plan = plan.network
     n_tiles = math.prod(
-        len(_axis_blocks(n, g.stride, t)) for n, t in zip(plan.size, cells, strict=True)
+        len(_axis_blocks(n, net_plan.geometry.stride, t))
+        for n, t in zip(net_plan.size, cells, strict=True)
     )
     return {
         "size": list(plan.size),

@@ -259,6 +259,64 @@ def test_nphase_flags_catch_bad_volumes():
     schema_check(doc)
 
 
+def _blocks(shape, edge, fraction, seed):
+    """Two-phase random blocks of ``edge`` px: features as large as a cube holds few of."""
+    rng = np.random.default_rng(seed)
+    cells = [-(-n // edge) for n in shape]
+    coarse = (rng.random(cells) < fraction).astype(np.uint8)
+    for axis in range(len(shape)):
+        coarse = np.repeat(coarse, edge, axis=axis)
+    return np.ascontiguousarray(coarse[tuple(slice(0, n) for n in shape)])
+
+
+def test_thresholds_follow_the_images_own_spread_only_for_coarse_features():
+    from microlib.validate.calibrate import THRESHOLDS, entry_thresholds, sampling_spread
+
+    fine = blobs((256, 256), sigma=1.5, seed=21)
+    coarse = _blocks((360, 440), 48, 0.45, seed=22)
+    sf, sc = sampling_spread(fine, 2, 96, 24), sampling_spread(coarse, 2, 96, 24)
+    assert sf["edge"] == sc["edge"] == 96 and sf["windows"] >= 9 and sc["windows"] >= 20
+    assert sc["finest_chord_px"] > 40 > 10 > sf["finest_chord_px"]
+    assert sc["vf_error_points"] > 5 * sf["vf_error_points"]
+    keys = ("vf_error_points", "surface_pct_error", "s2_curve_error")
+    assert {k: entry_thresholds(THRESHOLDS, sf)[k] for k in keys} == {
+        k: THRESHOLDS[k] for k in keys
+    }
+    raised = entry_thresholds(THRESHOLDS, sc)
+    assert raised["vf_error_points"] > THRESHOLDS["vf_error_points"]
+    assert raised["vf_error_points"] >= 1.5 * sc["vf_error_points"]
+    assert raised["anisotropy"] == THRESHOLDS["anisotropy"]
+    assert sampling_spread(fine[:100, :100], 2, 96, 24) is None  # one window: no spread
+
+    # the same coarse structure in 3D: an independent cube of it differs from the image
+    # by sampling alone, judged against the raised thresholds, which the document records
+    vol = _blocks((96, 96, 96), 48, 0.45, seed=23)
+    doc = V.compare(coarse, vol, data_type="twophase", n_phases=2, max_lag=24, tortuosity_size=None)
+    schema_check(doc)
+    assert doc["sampling_spread"]["edge"] == 96
+    assert doc["thresholds"]["vf_error_points"] == raised["vf_error_points"]
+    # a fine image against a cube with another balance is still flagged at the calibrated
+    # threshold, and the reason does not blame the image
+    shifted = blobs((64, 64, 64), sigma=1.5, fractions=[0.65, 0.35], seed=24)
+    doc = V.compare(
+        fine, shifted, data_type="twophase", n_phases=2, max_lag=16, tortuosity_size=None
+    )
+    assert doc["thresholds"]["vf_error_points"] == THRESHOLDS["vf_error_points"]
+    assert "vf_error" in doc["summary"]["flags"]
+    assert "own spread" not in doc["summary"]["flag_reasons"]["vf_error"]
+    # and the coarse image against a cube with no second phase at all is flagged whatever
+    # the spread, naming it
+    doc = V.compare(
+        coarse,
+        np.zeros((96, 96, 96), np.uint8),
+        data_type="twophase",
+        n_phases=2,
+        max_lag=24,
+        tortuosity_size=None,
+    )
+    assert "own spread at 96 px" in doc["summary"]["flag_reasons"]["vf_error"]
+
+
 @pytest.mark.parametrize("colour", [False, True])
 def test_grey_document(colour):
     f = ndimage.gaussian_filter(np.random.default_rng(11).standard_normal((48, 48, 48)), 2)

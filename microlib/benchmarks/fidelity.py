@@ -58,6 +58,7 @@ from microlib.slicegan.plan import noise_field, noise_grid
 from microlib.slicegan.presets import Preset, get_preset
 from microlib.train import SliceGANTrainer, make_training_set
 from microlib.train.phase_bias import phase_bias_record
+from microlib.train.scale import scaled_training_set
 
 HELP = "3D-vs-2D statistical fidelity on real micrographs: old demo baseline, demo, a preset"
 
@@ -254,10 +255,11 @@ def build_candidates(args: argparse.Namespace) -> list[Candidate]:
 
 def _train_one(
     entry: Entry, preset: Preset, seed: int
-) -> tuple[Generator, float, list[float] | None]:
+) -> tuple[Generator, float, list[float] | None, int]:
     """Train ``preset`` on ``entry``: (generator to evaluate, training wall seconds with the
-    phase calibration, the phase offsets or None)."""
+    phase calibration, the phase offsets or None, the training scale)."""
     tset = make_training_set([entry.image], entry.kind, preset.l, entry=entry.name)
+    tset, scale = scaled_training_set(tset, preset.train_scale, preset.l, entry.name)
     t0 = time.perf_counter()
     tr = SliceGANTrainer(tset, preset, seed=seed)
     for _ in range(preset.iterations):
@@ -268,7 +270,7 @@ def _train_one(
         p = tr.preset
         rec = phase_bias_record(net, p.nz, p.gk, p.gs, p.gp, tset.sources, tset.nc, tr.device)
         offsets = rec["offsets"]
-    return net, time.perf_counter() - t0, offsets
+    return net, time.perf_counter() - t0, offsets, scale
 
 
 def _generate(
@@ -278,9 +280,14 @@ def _generate(
     size: int,
     seed: int,
     offsets: list[float] | None = None,
+    scale: int = 1,
 ) -> np.ndarray:
     """One ``size^3`` volume (uint8 labels or grey) from a latent drawn on the CPU; n-phase
-    labels are the argmax after the phase ``offsets``, as ``microlib generate`` applies them."""
+    labels are the argmax after the phase ``offsets``, as ``microlib generate`` applies them.
+    A generator trained at ``1 / scale`` resolution runs at its own and is upsampled
+    trilinearly, with one voxel of context beyond each end, as ``microlib generate`` does."""
+    full = size
+    size = -(-size // scale) + 2 if scale > 1 else size
     lz = generator_geometry(preset.gk, preset.gs, preset.gp).latent_for(size)
     z = torch.randn(1, preset.nz, lz, lz, lz, generator=torch.Generator().manual_seed(seed))
     dev = next(net.parameters()).device
@@ -292,8 +299,16 @@ def _generate(
         out = net(z.to(dev), noise=noise)[0].float().cpu()
     out = out[:, :size, :size, :size]
     if kind == "nphase":
+        # log-probabilities: the logits less a per-voxel constant, so the same argmax
+        out = torch.log(out.clamp_min(1e-38))
+    if scale > 1:
+        out = torch.nn.functional.interpolate(
+            out[None], scale_factor=scale, mode="trilinear", align_corners=False
+        )[0]
+        out = out[:, scale : scale + full, scale : scale + full, scale : scale + full]
+    if kind == "nphase":
         if offsets is not None:
-            out = torch.log(out.clamp_min(1e-38)) + torch.tensor(offsets).view(-1, 1, 1, 1)
+            out = out + torch.tensor(offsets).view(-1, 1, 1, 1)
         return out.argmax(0).numpy().astype(np.uint8)
     return np.round(out[0].numpy() * 255.0).astype(np.uint8)
 
@@ -393,6 +408,7 @@ _COLS = [
     ("cb_ratio", "cb 3/2D", "{:7.2f}"),
     ("lattice_ratio", "lat 3/2D", "{:8.2f}"),
     ("train_s", "train s", "{:7.1f}"),
+    ("scale", "scale", "{:7.0f}"),
 ]
 _HEADER = f"  {'entry / candidate':<28}" + " ".join(f"{h:>7}" for _, h, _ in _COLS)
 
@@ -472,9 +488,10 @@ def run(args: argparse.Namespace) -> int:
         tiles = [_tile(entry.image, entry.kind, edge)]
         for c in candidates:
             preset = c.preset.for_image_type(entry.kind)
-            net, secs, offsets = _train_one(entry, preset, args.seed)
-            vol = _generate(net, preset, entry.kind, args.size, args.seed + 1, offsets)
+            net, secs, offsets, scale = _train_one(entry, preset, args.seed)
+            vol = _generate(net, preset, entry.kind, args.size, args.seed + 1, offsets, scale)
             rec = {"entry": entry.name, "kind": entry.kind, **compare(entry, vol), "train_s": secs}
+            rec["scale"] = scale
             results[c.name].append(rec)
             print(_row(c.name, rec), flush=True)
             tiles += [

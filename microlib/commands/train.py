@@ -135,6 +135,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "crop, isotropic runs only (default: the preset's)",
     )
     hp.add_argument(
+        "--train-scale",
+        choices=["auto", "1", "2", "4"],
+        help="train on the image downscaled by this factor and generate at that resolution "
+        "(logits upsampled); auto: 2 for n-phase images whose finest phase is coarse for "
+        "the crop (default: the preset's)",
+    )
+    hp.add_argument(
         "--d-update",
         default="per_axis",
         choices=["per_axis", "summed"],
@@ -221,6 +228,13 @@ def run(args: argparse.Namespace) -> int:
         histogram_weight=args.histogram_weight,
         orientation_weight=args.orientation_weight,
         calibrate_phases=args.calibrate_phases,
+        train_scale=(
+            None
+            if args.train_scale is None
+            else args.train_scale
+            if args.train_scale == "auto"
+            else int(args.train_scale)
+        ),
     )
     given = {k for k, v in overrides.items() if v is not None}
     preset = get_preset(args.preset)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from microlib import __version__
-from microlib.errors import MicrolibError
+from microlib.errors import MicrolibError, first_line
 from microlib.io import atomic_path, read_json, write_bytes
 from microlib.slicegan.networks import (
     Critic,
@@ -44,7 +44,7 @@ PARAMS_JSON_FORMAT = "microlib-slicegan-params"
 # written with the lowest version that describes it (transposed stage 1, resize 2), so
 # older readers keep reading what they can, and refuse (version check) what they would
 # misread
-PARAMS_JSON_VERSION = 6
+PARAMS_JSON_VERSION = 7
 _STAGE_VERSION = {"transpose": 1, "resize": 2, "resize_trilinear": 3}
 _HIDDEN_VERSION = {"transpose": 1, "blur": 4}
 IMAGE_TYPES = ("nphase", "grayscale", "colour")
@@ -128,13 +128,6 @@ def loads_params_data(data: bytes, entry: str | None = None) -> list[list[int]]:
     return out
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """First line of an exception's message, or its type name when the message is empty
-    (``str(EOFError())`` is ``''``)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
-
-
 def _short_repr(value: Any, limit: int = 120) -> str:
     # reprlib caps the nesting depth: a plain repr of a deeply nested list recurses
     r = reprlib.Repr()
@@ -201,6 +194,8 @@ class ModelParams:
     # n-phase: per-phase offsets added to the logits before the argmax, with the record of
     # their fit (microlib.train.phase_bias); None: plain argmax
     phase_bias: dict[str, Any] | None = None
+    # trained at 1/scale resolution: generation upsamples its logits (microlib.generate)
+    scale: int = 1
 
     def __post_init__(self) -> None:
         check_output_stage(self.g_output_stage, self.gk[-1], self.gs[-1], self.gp[-1], self.name)
@@ -222,6 +217,10 @@ class ModelParams:
         if self.image_type == "nphase" and self.nc < 2:
             raise MicrolibError(
                 f"n-phase generator needs >= 2 output channels, has {self.nc}", entry=self.name
+            )
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
+            raise MicrolibError(
+                f"scale must be a positive integer, not {self.scale!r}", entry=self.name
             )
         if self.phase_bias is not None:
             off = self.phase_bias.get("offsets")
@@ -321,6 +320,7 @@ class ModelParams:
                 _HIDDEN_VERSION[self.g_hidden_stage],
                 5 if self.g_output_noise else 1,
                 6 if self.phase_bias else 1,
+                7 if self.scale > 1 else 1,
             ),
             "name": self.name,
             "image_type": self.image_type,
@@ -356,6 +356,7 @@ class ModelParams:
             "versions": self.versions,
             **({"conditional": self.conditional} if self.conditional else {}),
             **({"phase_bias": self.phase_bias} if self.phase_bias else {}),
+            **({"scale": self.scale} if self.scale > 1 else {}),
             "finished": bool(self.finished),
         }
 
@@ -398,6 +399,7 @@ class ModelParams:
                 g_output_noise=bool(d.get("g_output_noise", False)),
                 conditional=dict(d["conditional"]) if d.get("conditional") else None,
                 phase_bias=dict(d["phase_bias"]) if d.get("phase_bias") else None,
+                scale=int(d.get("scale", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MicrolibError(

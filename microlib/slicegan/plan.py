@@ -72,6 +72,14 @@ class GenerationPlan:
     geometry : GeneratorGeometry
     notes : list of str
         Human-readable remarks (crops, roundings).
+    scale : int
+        The generator's training scale (``ModelParams.scale``): it runs at ``1/scale`` of
+        the output resolution and its logits are upsampled.
+    inner : GenerationPlan or None
+        With ``scale > 1``, the plan of the generator's own (low-resolution) output:
+        ``ceil(n / scale) + 2`` voxels along non-periodic axes (the upsampling reads one
+        voxel beyond each end), ``n / scale`` along periodic ones. ``latent`` and
+        ``geometry`` are the inner plan's.
     """
 
     requested: tuple[int, int, int]
@@ -80,6 +88,14 @@ class GenerationPlan:
     periodic: tuple[bool, bool, bool]
     geometry: GeneratorGeometry
     notes: list[str] = field(default_factory=list)
+    scale: int = 1
+    inner: GenerationPlan | None = None
+
+    @property
+    def network(self) -> GenerationPlan:
+        """The plan the generator itself runs (tiles, memory, latent): :attr:`inner`
+        when the generator works at a lower resolution, else this plan."""
+        return self.inner if self.inner is not None else self
 
     @property
     def generated(self) -> tuple[int, int, int]:
@@ -143,9 +159,39 @@ def plan_generation(
     Non-periodic axes get the smallest latent whose output reaches the size and are
     cropped to it (noted when the size is not reachable exactly); periodic axes get a
     multiple of the stride (rounded up, noted), because a crop would break the period.
+    A generator trained at a lower resolution (``params.scale > 1``) gets an inner plan
+    at its own resolution (:attr:`GenerationPlan.inner`).
     """
     req = parse_size(size)
     per = parse_periodic(periodic)
+    f = int(getattr(params, "scale", 1))
+    if f == 1:
+        return _plan_at(params, req, per)
+    inner_req = tuple(-(-n // f) if p else -(-n // f) + 2 for n, p in zip(req, per, strict=True))
+    inner = _plan_at(params, inner_req, per)
+    out = tuple(f * m if p else n for n, m, p in zip(req, inner.size, per, strict=True))
+    notes = [
+        f"{'zyx'[a]}: periodic size must be a multiple of {f * inner.geometry.stride} "
+        f"(scale {f}); generating {out[a]} instead of {req[a]}"
+        for a in range(3)
+        if per[a] and out[a] != req[a]
+    ]
+    return GenerationPlan(
+        requested=req,
+        size=out,  # type: ignore[arg-type]
+        latent=inner.latent,
+        periodic=per,
+        geometry=inner.geometry,
+        notes=notes,
+        scale=f,
+        inner=inner,
+    )
+
+
+def _plan_at(
+    params: ModelParams, req: tuple[int, int, int], per: tuple[bool, bool, bool]
+) -> GenerationPlan:
+    """:func:`plan_generation` at the generator's own resolution."""
     g = generator_geometry(params.gk, params.gs, params.gp)
     if any(per) and not g.exact_tiles:
         raise MicrolibError(

@@ -136,6 +136,13 @@
     the images' with transposed layers; 1.03 and 0.97) but drew features too coarse
     (surface area 68 % and 72 % under): at this budget a smooth upsampling path does
     not reach the finest features, and the transposed one reaches them with a grid.
+    n-phase images whose finest phase's mean chord is longer than the 32 px crop train
+    at half resolution (``train_scale="auto"``, :mod:`microlib.train.scale`): the demo's
+    005 (grains of ~50 px) had come out with bumpy boundaries and islands, surface area
+    20-35 % over its image's; at half resolution with the logits upsampled, 1 % over
+    its image's on average over eight 128^3 cubes. No real micrograph of the benchmark
+    has chords that long; on the four with the longest (17-24 px) half resolution was
+    mixed (volume fraction and S2 better, surface area 2.9 -> 9.3 % off), so they stay.
 
 Output stage (``g_output_stage``): ``"transpose"`` is SliceGAN's last transposed
 convolution, kept by ``microlib``, ``table1`` and ``tiny`` so they stay faithful to MicroLib
@@ -265,6 +272,11 @@ class Preset:
         n-phase only: after training, fit per-phase logit offsets on a calibration volume
         so that the argmax gives the training images' phase fractions, stored in
         ``_params.json`` and applied by every generation (:mod:`microlib.train.phase_bias`).
+    train_scale : int or 'auto'
+        Train on the image(s) downscaled by this factor and generate at that resolution,
+        upsampling the logits (:mod:`microlib.train.scale`). ``auto``: 2 for an
+        isotropic n-phase image whose finest phase's mean chord exceeds the crop,
+        else 1.
     grey : dict
         Fields that replace this preset's for grey and colour images
         (:meth:`for_image_type`): a generator whose layer geometry differs by image type.
@@ -314,6 +326,7 @@ class Preset:
     orientation_weight: float = 0.0
     calibrate_phases: bool = False
     augment: str = "none"
+    train_scale: int | str = 1
     grey: dict = field(default_factory=dict)
     notes: str = field(default="", compare=False)
 
@@ -457,6 +470,7 @@ PRESETS: dict[str, Preset] = {
         augment="d4",
         orientation_weight=100.0,
         calibrate_phases=True,
+        train_scale="auto",
         grey={
             "g_batch_size": 2,
             "g_hidden_stage": "blur",
@@ -485,6 +499,7 @@ PRESETS["family"] = PRESETS["demo"].replace(
     augment="none",  # the family's code sweep was measured without symmetries
     orientation_weight=0.0,  # single-entry terms: the family trainer has neither
     calibrate_phases=False,
+    train_scale=1,
     notes="family (AdaIN) generator on a CPU: benchmark and slow test",
 )
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from microlib import io as mio
-from microlib.errors import MicrolibError
+from microlib.errors import MicrolibError, first_line
 from microlib.slicegan.networks import Generator, generator_state_for_original
 from microlib.slicegan.params import (
     ModelParams,
-    first_line,
     save_weights,
     versions,
     write_params_data,
@@ -94,6 +93,7 @@ def write_model_files(
     arrays: list[np.ndarray],
     phase_bias: dict | None = None,
     net: Generator | None = None,
+    scale: int = 1,
 ) -> ModelParams:
     """Write ``NAME_Gen.pt`` (the generator of :meth:`SliceGANTrainer.generator_for_eval`,
     original layout; or ``net``, that generator already built), the critics and
@@ -148,6 +148,7 @@ def write_model_files(
         g_hidden_stage=preset.g_hidden_stage,
         g_output_noise=preset.g_output_noise,
         phase_bias=phase_bias,
+        scale=scale,
     )
     # written for the layer lists even for a resize stage; only params.json records that
     write_params_data(out / f"{name}_params.data", params.original_layers())

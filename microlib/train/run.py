@@ -47,7 +47,9 @@ from microlib.train.monitor import (
 from microlib.train.optim import Optimisations
 from microlib.train.outputs import read_training_input, write_model_files
 from microlib.train.phase_bias import phase_bias_record
+from microlib.train.scale import scaled_training_set
 from microlib.train.trainer import SliceGANTrainer
+from microlib.validate import finest_chord
 
 log = logging.getLogger("microlib.train")
 
@@ -173,6 +175,16 @@ def train_run(cfg: TrainConfig) -> int:
             n,
             n - 1,
         )
+    full = tset.sources[0]
+    tset, scale = scaled_training_set(tset, preset.train_scale, preset.l, name)
+    if scale > 1:
+        log.info(
+            "%s: training at 1/%d resolution (finest phase's mean chord %.1f px, crop %d px)",
+            name,
+            scale,
+            finest_chord(full, tset.nc) if image_type == "nphase" else math.nan,
+            preset.l,
+        )
     meta0 = metas[0] or {}
     vox = cfg.voxel_size or next((x[3] for x in loaded if x[3]), None)
     target = int(preset.iterations)
@@ -237,6 +249,7 @@ def train_run(cfg: TrainConfig) -> int:
             "threads": torch.get_num_threads(),
             "wall_time_s": round(loop.elapsed, 3),
             "anisotropic": tset.anisotropic,
+            "scale": scale,
             "d_update": cfg.d_update,
             "optimisations": trainer.eff,
             "log_every": log_every,
@@ -273,7 +286,7 @@ def train_run(cfg: TrainConfig) -> int:
                 100.0 * worst,
             )
         return write_model_files(
-            out, name, trainer, image_type, meta0, vox, training, images, arrays, bias, net
+            out, name, trainer, image_type, meta0, vox, training, images, arrays, bias, net, scale
         )
 
     return loop.finish(write_model)

@@ -59,6 +59,11 @@ threshold                   value  spread  what
 ==========================  =====  ======  =============================================
 
 The grey spreads are kept in :data:`GREY_CALIBRATION_SPREAD`.
+
+That volume's octants hold hundreds of features. For an n-phase image whose features are
+large for the compared cube, :func:`sampling_spread` measures the image's own spread at
+the cube's edge and :func:`entry_thresholds` raises the volume-fraction, surface-area and
+S2 thresholds to it (same margin) where it is larger.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ from microlib.validate.nphase import (
     _phase_pair_counts,
     _surface_from_counts,
     default_max_lag,
+    finest_chord,
     volume_fractions,
 )
 
@@ -303,6 +309,113 @@ def _volume_spread(labels: np.ndarray) -> dict[str, float]:
     spreads = [_grey_spread(whole, b) for b in blocks]
     spreads += [_grey_spread(s, b) for s in slices for b in [whole, *blocks]]
     return _largest(spreads)
+
+
+#: the metrics of amount (fractions, interface, correlation) whose thresholds also
+#: follow an entry's own sampling spread (:func:`sampling_spread`)
+SAMPLED_METRICS = ("vf_error_points", "surface_pct_error", "s2_curve_error")
+
+
+def sampling_spread(
+    image: np.ndarray, n_phases: int, edge: int, max_lag: int
+) -> dict[str, Any] | None:
+    """How much a cube of edge ``edge`` can differ from its training image by sampling alone.
+
+    The calibrated thresholds come from a fine-grained real volume whose 64^3 octants hold
+    hundreds of features. An image whose features are large for the cube (the demo's 005:
+    grains of ~50 px, a 128^3 cube holds about ten) varies more than that between pieces
+    of itself: its 128 px windows differ from the whole by 14 points of volume fraction
+    (RMS), and a faithful generator's 128^3 cubes by 11. This measures that spread on the
+    image itself: windows of ``edge`` px on a half-edge grid, each against the whole
+    image, the root mean square of each of :data:`SAMPLED_METRICS`, times
+    ``sqrt(min(1, L / edge))`` for the finest phase's mean chord ``L``
+    (:func:`~microlib.validate.nphase.finest_chord`): a cube averages its ``edge`` slices,
+    which decorrelate over about one feature, so its variance is that of one slice
+    divided by about ``edge / L``.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, (H, W)
+        Training image labels ``0..n-1``.
+    n_phases : int
+    edge : int
+        Edge of the compared cube (its smallest side).
+    max_lag : int
+        Largest S2 lag of the comparison (capped below the window edge).
+
+    Returns
+    -------
+    dict or None
+        ``edge``, ``windows``, ``finest_chord_px``, ``factor`` and the corrected spread of
+        each metric; None when fewer than two windows fit the image.
+    """
+    image = np.asarray(image)
+    n = int(min(edge, *image.shape[:2]))
+    lag = min(int(max_lag), n - 1)
+    step = max(1, n // 2)
+    starts = [range(0, side - n + 1, step) for side in image.shape[:2]]
+    if len(starts[0]) * len(starts[1]) < 2 or lag < 1:
+        return None
+    whole = _amounts(image, n_phases, lag)
+    rows = []
+    for y in starts[0]:
+        for x in starts[1]:
+            part = _amounts(image[y : y + n, x : x + n], n_phases, lag)
+            rows.append(
+                [
+                    float(np.max(np.abs(whole["vf"] - part["vf"])) * 100),
+                    abs(whole["sa"] - part["sa"]) / whole["sa"] * 100 if whole["sa"] else 0.0,
+                    s2_curve_error(whole["s2"], part["s2"]),
+                ]
+            )
+    rms = np.sqrt(np.nanmean(np.square(np.asarray(rows)), axis=0))
+    chord = finest_chord(image, n_phases)
+    factor = math.sqrt(min(1.0, chord / n))
+    return {
+        "edge": n,
+        "windows": len(rows),
+        "finest_chord_px": round(chord, 3) if math.isfinite(chord) else None,
+        "factor": round(factor, 4),
+        **{
+            k: round(float(v) * factor, 4) if math.isfinite(v) else None
+            for k, v in zip(SAMPLED_METRICS, rms, strict=True)
+        },
+    }
+
+
+def entry_thresholds(
+    thresholds: dict[str, float], spread: dict[str, Any] | None, margin: float = CALIBRATION_MARGIN
+) -> dict[str, float]:
+    """``thresholds`` with each of :data:`SAMPLED_METRICS` raised to ``margin`` times the
+    entry's own :func:`sampling_spread` (rounded up to two figures) where that is larger:
+    a cube is only flagged for differing from its image by more than pieces of the
+    image differ from it at the cube's size."""
+    out = dict(thresholds)
+    if spread:
+        for k in SAMPLED_METRICS:
+            if spread.get(k) is not None and math.isfinite(spread[k]):
+                out[k] = max(out[k], _round_up(margin * spread[k]))
+    return out
+
+
+def raised_note(
+    key: str, base: dict[str, float], applied: dict[str, float], spread: dict[str, Any] | None
+) -> str:
+    """The remark a flag reason carries when the image's own spread set its threshold: the
+    cube is too small to judge that statistic more finely. Empty otherwise."""
+    if spread and applied[key] > base[key]:
+        return f" (the image's own spread at {spread['edge']} px)"
+    return ""
+
+
+def _amounts(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
+    both, ends, pairs = _phase_pair_counts(labels, n_phases, max_lag)
+    s2 = both / pairs[None]
+    return {
+        "vf": s2[:, 0, 0],
+        "sa": _surface_from_counts(both, ends, pairs)[0],
+        "s2": s2.mean(axis=1),
+    }
 
 
 def calibrate_grey_thresholds(

@@ -16,7 +16,13 @@ import numpy as np
 
 from microlib.datatypes import NPHASE_TYPES
 from microlib.errors import MicrolibError
-from microlib.validate.calibrate import THRESHOLDS
+from microlib.validate.calibrate import (
+    SAMPLED_METRICS,
+    THRESHOLDS,
+    entry_thresholds,
+    raised_note,
+    sampling_spread,
+)
 from microlib.validate.fidelity import (
     axis_ratio,
     checkerboard_ratio,
@@ -234,15 +240,19 @@ def nphase_metrics(
     device : str
         taufactor's device.
     thresholds : dict, optional
-        Overrides of :data:`~microlib.validate.calibrate.THRESHOLDS`.
+        Overrides of :data:`~microlib.validate.calibrate.THRESHOLDS`. The volume-fraction,
+        surface-area and S2 thresholds are then raised to the image's own sampling
+        spread at the volume's edge where that is larger
+        (:func:`~microlib.validate.calibrate.entry_thresholds`).
 
     Returns
     -------
     dict
         ``phases`` (one record per phase), ``surface_area_density``, ``tpb_density_3d``,
         ``fidelity`` (:func:`fidelity_block` plus ``s2_curve_error``), ``summary``
-        (headline errors, ``flags`` and ``flag_reasons``), ``thresholds``,
-        ``timings_s`` — the layout of ``workflow/schemas/metrics.schema.yaml``.
+        (headline errors, ``flags`` and ``flag_reasons``), ``thresholds`` (those applied),
+        ``sampling_spread`` (:func:`~microlib.validate.calibrate.sampling_spread`, or
+        None), ``timings_s`` — the layout of ``workflow/schemas/metrics.schema.yaml``.
     """
     th = {**THRESHOLDS, **(thresholds or {})}
     image = np.asarray(image)
@@ -256,6 +266,10 @@ def nphase_metrics(
     check_lag(image.shape, max_lag)
     check_lag(volume.shape, max_lag)
     timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    spread = sampling_spread(image, n_phases, min(volume.shape), max_lag)
+    base, th = th, entry_thresholds(th, spread)
+    timings["sampling_spread"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     both2, ends2, pairs2 = _phase_pair_counts(image, n_phases, max_lag)
@@ -319,17 +333,22 @@ def nphase_metrics(
         "checkerboard_ratio": fid["checkerboard"]["ratio"],
     }
     flags: dict[str, str] = {}
+    own = {k: raised_note(k, base, th, spread) for k in SAMPLED_METRICS}
     if vf_points > th["vf_error_points"]:
         flags["vf_error"] = (
             f"volume fraction off by {vf_points:.2f} points > {th['vf_error_points']:g}"
+            + own["vf_error_points"]
         )
     sa_pct = summary["surface_area_pct_error"]
     if sa_pct is not None and sa_pct > th["surface_pct_error"]:
         flags["surface_area_error"] = (
             f"surface area density off by {sa_pct:.1f} % > {th['surface_pct_error']:g} %"
+            + own["surface_pct_error"]
         )
     if math.isfinite(curve_err) and curve_err > th["s2_curve_error"]:
-        flags["s2_error"] = f"S2 curve error {curve_err:.3f} > {th['s2_curve_error']:g}"
+        flags["s2_error"] = (
+            f"S2 curve error {curve_err:.3f} > {th['s2_curve_error']:g}" + own["s2_curve_error"]
+        )
     flags.update(fidelity_flags(fid, th))
     if any(vf2[k] > 0 and vf3[k] == 0 for k in range(n_phases)):
         flags["phase_missing_3d"] = "a phase of the 2D image is absent from the volume"
@@ -355,6 +374,7 @@ def nphase_metrics(
         "fidelity": fid,
         "summary": {**summary, "flags": list(flags), "flag_reasons": flags},
         "thresholds": th,
+        "sampling_spread": spread,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
 

@@ -255,3 +255,25 @@ def centred_subcube(volume: np.ndarray, size: int) -> np.ndarray:
         start = (n - s) // 2
         sl.append(slice(start, start + s))
     return v[tuple(sl)]
+
+
+def finest_chord(labels: np.ndarray, n_phases: int) -> float:
+    """Mean chord length (pixels or voxels) of the phase with the shortest chords.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Labels ``0..n_phases-1``, any dimension.
+    n_phases : int
+
+    Returns
+    -------
+    float
+        ``min_k 2 vf_k / s_k`` over the phases present, for phase ``k``'s volume fraction
+        ``vf_k`` and its share ``s_k`` of neighbour pairs that cross its boundary (about
+        the mean run of phase ``k`` along an axis); inf for a single-phase array.
+    """
+    sa = surface_area_density(labels, n_phases)
+    vf = volume_fractions(labels, n_phases)
+    chords = [2.0 * v / s for v, s in zip(vf, sa["per_phase"], strict=True) if v > 0 and s > 0]
+    return float(min(chords)) if chords else float("inf")
