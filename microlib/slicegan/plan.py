@@ -164,7 +164,7 @@ def plan_generation(
     """
     req = parse_size(size)
     per = parse_periodic(periodic)
-    f = int(getattr(params, "scale", 1))
+    f = params.scale
     if f == 1:
         return _plan_at(params, req, per)
     inner_req = tuple(-(-n // f) if p else -(-n // f) + 2 for n, p in zip(req, per, strict=True))
