@@ -89,7 +89,6 @@ from microlib.validate.nphase import (
     _surface_from_counts,
     default_max_lag,
     finest_chord,
-    volume_fractions,
 )
 
 #: margin by which a threshold exceeds the largest spread within the real volume
@@ -150,13 +149,19 @@ def _round_up(x: float, figures: int = 2) -> float:
     return round(math.ceil(x / step - 1e-9) * step, 10)
 
 
-def _stats(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
+def _amounts(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
     both, ends, pairs = _phase_pair_counts(labels, n_phases, max_lag)
-    s2 = (both / pairs[None]).mean(axis=1)
+    s2 = both / pairs[None]
     return {
-        "vf": volume_fractions(labels, n_phases),
+        "vf": s2[:, 0, 0],
         "sa": _surface_from_counts(both, ends, pairs)[0],
-        "s2": s2,
+        "s2": s2.mean(axis=1),
+    }
+
+
+def _stats(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
+    return {
+        **_amounts(labels, n_phases, max_lag),
         "anisotropy": anisotropy(labels),
         "checkerboard": checkerboard_score(labels, n_phases=n_phases),
         "lattice": lattice_score(labels, n_phases=n_phases),
@@ -168,11 +173,18 @@ def _spread(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     """Spread of block/slice ``b`` relative to reference ``a`` (``a`` plays the 2D side
     of a comparison: the training image)."""
     return {
-        "vf_error_points": float(np.max(np.abs(a["vf"] - b["vf"])) * 100),
-        "surface_pct_error": abs(a["sa"] - b["sa"]) / a["sa"] * 100,
+        **_amount_spread(a, b),
         "checkerboard_ratio": checkerboard_ratio(b["checkerboard"], a["checkerboard"]),
-        "s2_curve_error": s2_curve_error(a["s2"], b["s2"]),
         "orientation_ratio": b["orientation"] / a["orientation"],
+    }
+
+
+def _amount_spread(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """The :data:`SAMPLED_METRICS` of ``b`` against reference ``a`` (:func:`_amounts`)."""
+    return {
+        "vf_error_points": float(np.max(np.abs(a["vf"] - b["vf"])) * 100),
+        "surface_pct_error": abs(a["sa"] - b["sa"]) / a["sa"] * 100 if a["sa"] else 0.0,
+        "s2_curve_error": s2_curve_error(a["s2"], b["s2"]),
     }
 
 
@@ -360,14 +372,8 @@ def sampling_spread(
     rows = []
     for y in starts[0]:
         for x in starts[1]:
-            part = _amounts(image[y : y + n, x : x + n], n_phases, lag)
-            rows.append(
-                [
-                    float(np.max(np.abs(whole["vf"] - part["vf"])) * 100),
-                    abs(whole["sa"] - part["sa"]) / whole["sa"] * 100 if whole["sa"] else 0.0,
-                    s2_curve_error(whole["s2"], part["s2"]),
-                ]
-            )
+            d = _amount_spread(whole, _amounts(image[y : y + n, x : x + n], n_phases, lag))
+            rows.append([d[k] for k in SAMPLED_METRICS])
     rms = np.sqrt(np.nanmean(np.square(np.asarray(rows)), axis=0))
     chord = finest_chord(image, n_phases)
     factor = math.sqrt(min(1.0, chord / n))
@@ -406,16 +412,6 @@ def raised_note(
     if spread and applied[key] > base[key]:
         return f" (the image's own spread at {spread['edge']} px)"
     return ""
-
-
-def _amounts(labels: np.ndarray, n_phases: int, max_lag: int) -> dict[str, Any]:
-    both, ends, pairs = _phase_pair_counts(labels, n_phases, max_lag)
-    s2 = both / pairs[None]
-    return {
-        "vf": s2[:, 0, 0],
-        "sa": _surface_from_counts(both, ends, pairs)[0],
-        "s2": s2.mean(axis=1),
-    }
 
 
 def calibrate_grey_thresholds(
