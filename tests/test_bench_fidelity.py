@@ -8,6 +8,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from microlib import io as mio
@@ -62,6 +63,25 @@ def test_bench_fidelity_named_entries_only(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "\n002 (grayscale" in text and "\n001 (" not in text, text
     assert len(re.findall(r"^\s+demo\s+[\d.]+", text, re.M)) == 2, text
+
+
+def test_bench_fidelity_seeds_give_per_entry_means_over_training_runs(tmp_path, capsys):
+    real = _realdata(tmp_path / "realdata")
+    out = tmp_path / "out"
+    args = ["bench", "fidelity", "--realdata", str(real), "--out", str(out), "--size", "32"]
+    args += ["--entries", "001", "--candidates", "demo", "--demo-iterations", "1"]
+    assert main(args + ["--seeds", "2", "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^\s+demo seed 3\s+[\d.]+", text, re.M), text
+    assert re.search(r"^\s+demo seed 4\s+[\d.]+", text, re.M), text
+    assert re.search(r"^\s+demo mean\s+[\d.]+", text, re.M), text
+    (rec,) = mio.read_json(out / "results.json")["results"]["demo"]
+    runs = rec["seeds"]
+    assert [r["seed"] for r in runs] == [3, 4]
+    for key in ("vf_pts", "sa_pct", "aniso_3d"):
+        assert rec[key] == pytest.approx((runs[0][key] + runs[1][key]) / 2)
+    worst = max(runs, key=lambda r: r["aniso_3d"])
+    assert f"single run {worst['aniso_3d']:.3f} (001, seed {worst['seed']})" in text, text
 
 
 def test_bench_fidelity_without_realdata_says_so(tmp_path, capsys):
