@@ -278,7 +278,7 @@ def test_thresholds_follow_the_images_own_spread_only_for_coarse_features():
     assert sf["edge"] == sc["edge"] == 96 and sf["windows"] >= 9 and sc["windows"] >= 20
     assert sc["finest_chord_px"] > 40 > 10 > sf["finest_chord_px"]
     assert sc["vf_error_points"] > 5 * sf["vf_error_points"]
-    keys = ("vf_error_points", "surface_pct_error", "s2_curve_error")
+    keys = ("vf_error_points", "surface_pct_error", "s2_curve_error", "orientation_ratio")
     assert {k: entry_thresholds(THRESHOLDS, sf)[k] for k in keys} == {
         k: THRESHOLDS[k] for k in keys
     }
@@ -286,6 +286,11 @@ def test_thresholds_follow_the_images_own_spread_only_for_coarse_features():
     assert raised["vf_error_points"] > THRESHOLDS["vf_error_points"]
     assert raised["vf_error_points"] >= 1.5 * sc["vf_error_points"]
     assert raised["anisotropy"] == THRESHOLDS["anisotropy"]
+    # the orientation ratio is a ratio: its excess over 1 takes the margin
+    own = {"orientation_ratio": 1.5}
+    assert entry_thresholds(THRESHOLDS, own)["orientation_ratio"] == 1.8
+    own = {"orientation_ratio": 1.05}
+    assert entry_thresholds(THRESHOLDS, own)["orientation_ratio"] == THRESHOLDS["orientation_ratio"]
     assert sampling_spread(fine[:100, :100], 2, 96, 24) is None  # one window: no spread
 
     # the same coarse structure in 3D: an independent cube of it differs from the image
@@ -304,16 +309,16 @@ def test_thresholds_follow_the_images_own_spread_only_for_coarse_features():
     assert doc["thresholds"]["vf_error_points"] == THRESHOLDS["vf_error_points"]
     assert "vf_error" in doc["summary"]["flags"]
     assert "own spread" not in doc["summary"]["flag_reasons"]["vf_error"]
-    # and the coarse image against a cube with no second phase at all is flagged whatever
-    # the spread, naming it
-    doc = V.compare(
-        coarse,
-        np.zeros((96, 96, 96), np.uint8),
-        data_type="twophase",
-        n_phases=2,
-        max_lag=24,
-        tortuosity_size=None,
-    )
+    # a cube with no second phase at all: flagged as such whatever the spread; its volume
+    # fraction only where the image's 96 px windows do not reach it themselves (48 px
+    # blocks: some windows are one phase; 16 px blocks: up to 11 points), naming the spread
+    empty = np.zeros((96, 96, 96), np.uint8)
+    args = dict(data_type="twophase", n_phases=2, max_lag=24, tortuosity_size=None)
+    doc = V.compare(coarse, empty, **args)
+    assert "phase_missing_3d" in doc["summary"]["flags"]
+    assert "vf_error" not in doc["summary"]["flags"]
+    doc = V.compare(_blocks((360, 440), 16, 0.45, seed=22), empty, **args)
+    assert "phase_missing_3d" in doc["summary"]["flags"]
     assert "own spread at 96 px" in doc["summary"]["flag_reasons"]["vf_error"]
 
 

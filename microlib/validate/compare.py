@@ -350,6 +350,8 @@ def nphase_metrics(
             f"S2 curve error {curve_err:.3f} > {th['s2_curve_error']:g}" + own["s2_curve_error"]
         )
     flags.update(fidelity_flags(fid, th))
+    if "streaks_3d" in flags:
+        flags["streaks_3d"] += own["orientation_ratio"]
     if any(vf2[k] > 0 and vf3[k] == 0 for k in range(n_phases)):
         flags["phase_missing_3d"] = "a phase of the 2D image is absent from the volume"
     if any(vf2[k] == 0 and vf3[k] > 0 for k in range(n_phases)):
