@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,12 @@ def test_thresholds_follow_the_images_own_spread_only_for_coarse_features():
     own = {"orientation_ratio": 1.05}
     assert entry_thresholds(THRESHOLDS, own)["orientation_ratio"] == THRESHOLDS["orientation_ratio"]
     assert sampling_spread(fine[:100, :100], 2, 96, 24) is None  # one window: no spread
+    # interfaces one way only: orientation undefined in every window, reported as such
+    bands = np.zeros((300, 300), np.uint8)
+    bands[:, 200:] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sampling_spread(bands, 2, 96, 24)["orientation_ratio"] is None
 
     # the same coarse structure in 3D: an independent cube of it differs from the image
     # by sampling alone, judged against the raised thresholds, which the document records

@@ -383,7 +383,12 @@ def sampling_spread(
             d = _amount_spread(whole, _amounts(win, n_phases, lag))
             d["orientation_ratio"] = orientation_anisotropy(win, n_phases=n_phases) / orient - 1
             rows.append([d[k] for k in SAMPLED_METRICS])
-    largest = np.nanmax(np.asarray(rows, dtype=np.float64), axis=0)
+    # a metric undefined in every window (orientation where no window has interfaces
+    # both ways) stays undefined, without numpy's all-NaN warning in the logs
+    largest = [
+        float(c[~np.isnan(c)].max()) if (~np.isnan(c)).any() else math.nan
+        for c in np.asarray(rows, dtype=np.float64).T
+    ]
     chord = finest_chord(image, n_phases)
     factor = math.sqrt(min(1.0, chord / n))
     out = {
