@@ -962,7 +962,7 @@ def test_demo_preset_run_with_the_resize_and_blur_stages_generates(train_png, tm
         {},
     )
     assert grey.for_image_type("grayscale") == grey
-    assert demo.iterations == 600 and demo.lr_g == demo.lr_d == 5e-4
+    assert demo.iterations == 1200 and demo.lr_g == demo.lr_d == 5e-4
     assert demo.orientation_weight == 100.0 and demo.calibrate_phases
     out = tmp_path / "m"
     args = ["--preset", "demo", "--iterations", "3", "--threads", "1"]
