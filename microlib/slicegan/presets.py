@@ -24,9 +24,10 @@
     about 190 s per entry with two trainings side by side on a 2-core machine. At 600
     iterations the finest real micrographs (1-4 px needles) came out anisotropic and
     latticed (``bench fidelity``, seeds 0 and 1: 784 at 1.33 / 1.23, lattice 8.0 / 6.5
-    times its image's; at 1200, 1.03 / 1.03 and 3.3 times). Most figures below were
-    measured at 600. Its generator ends in a resize-convolution
-    (``g_output_stage="resize_trilinear"``, below) and trains with Adam 5e-4 (constant: a cosine
+    times its image's; at 1200, 1.03 / 1.03 and 2.7 / 3.9 times; over 22 real entries
+    every run at most 1.20). Grey phase fractions drifted further at 1200 (319: 2.45 ->
+    8.4 points). Most figures below were measured at 600. Its generator ends in a
+    resize-convolution (``g_output_stage="resize_trilinear"``, below) and trains with Adam 5e-4 (constant: a cosine
     decay to 5 % was no better) and a weight EMA (decay 0.99). Measured on the demo's
     images (phase-fraction error in points / surface-area error / 3D anisotropy /
     checkerboard score of 3D slices vs the 2D image, one seed, 128^3): the old
