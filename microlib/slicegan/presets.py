@@ -27,10 +27,10 @@
     times its image's; at 1200, 1.03 / 1.03 and 2.7 / 3.9 times; over 22 real entries
     every run at most 1.20). Grey phase fractions drifted further at 1200 (319: 2.45 ->
     8.4 points). Most figures below were measured at 600. Its generator ends in a
-    resize-convolution (``g_output_stage="resize_trilinear"``, below) and trains with Adam 5e-4 (constant: a cosine
-    decay to 5 % was no better) and a weight EMA (decay 0.99). Measured on the demo's
-    images (phase-fraction error in points / surface-area error / 3D anisotropy /
-    checkerboard score of 3D slices vs the 2D image, one seed, 128^3): the old
+    resize-convolution (``g_output_stage="resize_trilinear"``, below) and trains with Adam
+    5e-4 (constant: a cosine decay to 5 % was no better) and a weight EMA (decay 0.99).
+    Measured on the demo's images (phase-fraction error in points / surface-area error /
+    3D anisotropy / checkerboard score of 3D slices vs the 2D image, one seed, 128^3): the old
     transposed-convolution stage after 300 iterations gave 4.8 / 22.9 % / 1.78 /
     0.038 vs 0.027 (two-phase 003) and 3.2 / 378 % / 2.02 / 0.182 vs 0.024 (three-phase
     008); with the resize stage and EMA, 1.1 / 4.4 % / 1.22 / 0.028 (003, 600 iterations)
